@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * C helpers of mblit's Rust layer: layout facts as the C compiler sees
+ * them, for the Rust side to check its generated bindings against.
+ */
+#ifndef MBLIT_RUST_HELPERS_H
+#define MBLIT_RUST_HELPERS_H
+
+#include <linux/types.h>
+
+/**
+ * struct mblit_c_layout - sizes and offsets as seen by the C compiler
+ * @vfio_device_size: sizeof(struct vfio_device)
+ * @vfio_device_ops_size: sizeof(struct vfio_device_ops)
+ * @mdev_device_size: sizeof(struct mdev_device)
+ * @mdev_device_type_offset: offsetof(struct mdev_device, type)
+ * @mdev_type_size: sizeof(struct mdev_type)
+ * @mdev_parent_size: sizeof(struct mdev_parent)
+ * @mdev_driver_size: sizeof(struct mdev_driver)
+ * @mdev_driver_driver_offset: offsetof(struct mdev_driver, driver)
+ */
+struct mblit_c_layout {
+	size_t vfio_device_size;
+	size_t vfio_device_ops_size;
+	size_t mdev_device_size;
+	size_t mdev_device_type_offset;
+	size_t mdev_type_size;
+	size_t mdev_parent_size;
+	size_t mdev_driver_size;
+	size_t mdev_driver_driver_offset;
+};
+
+void mblit_c_layout(struct mblit_c_layout *layout);
+
+#endif /* MBLIT_RUST_HELPERS_H */

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VFIO devices with an emulated IOMMU (the kind an mdev driver registers).
+//!
+//! C header: [`include/linux/vfio.h`](srctree/include/linux/vfio.h).
+//!
+//! [`Device<T>`] embeds `struct vfio_device` as its first field, followed
+//! by the driver's data `T`; the VFIO core allocates it (so it owns the
+//! memory and its reference count) and calls back through an ops table
+//! built from the [`Ops`] trait, the way `kernel::miscdevice` builds
+//! `file_operations`. [`Registration<T>`] is the driver's handle: it
+//! registers the device with the VFIO core and, on drop, unregisters it
+//! (waiting for every user to close it) and drops the driver's reference.
+
+use super::bindings;
+use core::{marker::PhantomData, mem::MaybeUninit, ops::Deref, ptr::NonNull};
+use kernel::{
+    error::{from_err_ptr, from_result, to_result},
+    prelude::*,
+    types::Opaque,
+    uaccess::{UserSlice, UserSliceReader, UserSliceWriter},
+};
+
+/// The callbacks of a VFIO device driver with data `Self`.
+///
+/// Each gets the whole [`Device`], which dereferences to `Self`.
+pub(crate) trait Ops: Send + Sync + Sized + 'static {
+    /// The first file descriptor for the device was opened.
+    fn open(_dev: &Device<Self>) -> Result {
+        Ok(())
+    }
+
+    /// The last file descriptor for the device was closed.
+    fn close(_dev: &Device<Self>) {}
+
+    /// `read(2)`/`pread(2)` at `offset`: fill `out`, return the byte count.
+    fn read(dev: &Device<Self>, out: &mut UserSliceWriter, offset: u64) -> Result<usize>;
+
+    /// `write(2)`/`pwrite(2)` at `offset`: consume `input`, return the byte
+    /// count.
+    fn write(dev: &Device<Self>, input: &mut UserSliceReader, offset: u64) -> Result<usize>;
+
+    /// A `VFIO_DEVICE_*` ioctl the core does not handle itself.
+    fn ioctl(dev: &Device<Self>, cmd: u32, arg: UserPtr) -> Result<isize>;
+
+    /// The user unmapped `[iova, iova + length)`: every page pinned in the
+    /// range must be unpinned before this returns.
+    fn dma_unmap(_dev: &Device<Self>, _iova: u64, _length: u64) {}
+}
+
+/// A VFIO device with driver data `T`.
+///
+/// # Invariants
+///
+/// `vdev` is a `struct vfio_device` allocated by `_vfio_alloc_device()`
+/// with `VTable::<T>::OPS`; `data` is initialised iff `live` is true.
+#[repr(C)]
+pub(crate) struct Device<T: Ops> {
+    vdev: Opaque<bindings::vfio_device>,
+    live: bool,
+    data: MaybeUninit<T>,
+}
+
+impl<T: Ops> Device<T> {
+    /// Allocates a VFIO device for the mdev parent device `parent`,
+    /// initialises its data with `init` and registers it with an emulated
+    /// IOMMU (group/container and iommufd cdev).
+    pub(crate) fn register(
+        parent: *mut bindings::device,
+        init: impl PinInit<T, Error>,
+    ) -> Result<Registration<T>> {
+        const {
+            // kvzalloc() gives no more than 8-byte alignment.
+            assert!(core::mem::align_of::<Device<T>>() <= 8);
+            assert!(core::mem::offset_of!(Device<T>, vdev) == 0);
+        }
+        // SAFETY: the size covers `Device<T>`, whose first field is the
+        // vfio_device; `parent` is a live device (the mdev being probed);
+        // the ops table is static.
+        let raw = from_err_ptr(unsafe {
+            bindings::_vfio_alloc_device(
+                core::mem::size_of::<Device<T>>(),
+                parent,
+                &VTable::<T>::OPS,
+            )
+        })?;
+        let this = raw.cast::<Device<T>>();
+        // SAFETY: `this` is a zeroed allocation of `Device<T>` that nobody
+        // else uses yet; `data` is pinned there until `release`.
+        let ret = unsafe { pin_init::raw_try_init((*this).data.as_mut_ptr(), init) };
+        if let Err(e) = ret {
+            // SAFETY: drops the only reference; `live` is false so
+            // `release` leaves `data` alone.
+            unsafe { bindings::put_device(&raw mut (*raw).device) };
+            return Err(e);
+        }
+        // SAFETY: `data` was just initialised; nobody else sees `this` yet.
+        unsafe { (*this).live = true };
+        // SAFETY: `raw` is an initialised vfio_device.
+        if let Err(e) = to_result(unsafe { bindings::vfio_register_emulated_iommu_dev(raw) }) {
+            // SAFETY: drops the only reference; `release` drops `data`.
+            unsafe { bindings::put_device(&raw mut (*raw).device) };
+            return Err(e);
+        }
+        // INVARIANT: registered above; the reference from
+        // `_vfio_alloc_device` moves into the registration.
+        Ok(Registration {
+            dev: NonNull::new(this).ok_or(ENOMEM)?,
+        })
+    }
+
+    fn raw(&self) -> *mut bindings::vfio_device {
+        self.vdev.get()
+    }
+
+    /// # Safety
+    ///
+    /// `vdev` must be the `vdev` field of a live `Device<T>` whose data is
+    /// initialised (true for every callback after registration).
+    unsafe fn from_raw<'a>(vdev: *mut bindings::vfio_device) -> &'a Self {
+        // SAFETY: `vdev` is the first field of a `#[repr(C)]` `Device<T>`.
+        unsafe { &*vdev.cast::<Self>() }
+    }
+}
+
+impl<T: Ops> Deref for Device<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: a `&Device<T>` is only handed out while `live` (type
+        // invariant), when `data` is initialised.
+        unsafe { self.data.assume_init_ref() }
+    }
+}
+
+// SAFETY: the VFIO core's structure is used through its own locking; `T` is
+// `Send + Sync`.
+unsafe impl<T: Ops> Send for Device<T> {}
+// SAFETY: as above.
+unsafe impl<T: Ops> Sync for Device<T> {}
+
+/// A registered VFIO device; unregistered and released on drop.
+///
+/// # Invariants
+///
+/// `dev` is registered with the VFIO core and this handle owns one
+/// reference to it.
+pub(crate) struct Registration<T: Ops> {
+    dev: NonNull<Device<T>>,
+}
+
+impl<T: Ops> Deref for Registration<T> {
+    type Target = Device<T>;
+
+    fn deref(&self) -> &Device<T> {
+        // SAFETY: the handle holds a reference (type invariant).
+        unsafe { self.dev.as_ref() }
+    }
+}
+
+impl<T: Ops> Drop for Registration<T> {
+    fn drop(&mut self) {
+        let raw = self.raw();
+        // SAFETY: registered (type invariant). Unregistering waits until
+        // every user has closed the device; then our reference is dropped,
+        // which calls `release` once the last one is gone.
+        unsafe {
+            bindings::vfio_unregister_group_dev(raw);
+            bindings::put_device(&raw mut (*raw).device);
+        }
+    }
+}
+
+// SAFETY: see `Device<T>`.
+unsafe impl<T: Ops> Send for Registration<T> {}
+// SAFETY: see `Device<T>`.
+unsafe impl<T: Ops> Sync for Registration<T> {}
+
+struct VTable<T: Ops>(PhantomData<T>);
+
+impl<T: Ops> VTable<T> {
+    const OPS: bindings::vfio_device_ops = bindings::vfio_device_ops {
+        name: c"mblit".as_ptr().cast_mut().cast(),
+        release: Some(Self::release),
+        bind_iommufd: Some(bindings::vfio_iommufd_emulated_bind),
+        unbind_iommufd: Some(bindings::vfio_iommufd_emulated_unbind),
+        attach_ioas: Some(bindings::vfio_iommufd_emulated_attach_ioas),
+        detach_ioas: Some(bindings::vfio_iommufd_emulated_detach_ioas),
+        open_device: Some(Self::open_device),
+        close_device: Some(Self::close_device),
+        read: Some(Self::read),
+        write: Some(Self::write),
+        ioctl: Some(Self::ioctl),
+        dma_unmap: Some(Self::dma_unmap),
+        ..pin_init::zeroed()
+    };
+
+    unsafe extern "C" fn release(vdev: *mut bindings::vfio_device) {
+        let this = vdev.cast::<Device<T>>();
+        // SAFETY: the core calls release once, after the last reference is
+        // gone and before freeing; `data` is dropped iff it was initialised.
+        unsafe {
+            if (*this).live {
+                (*this).live = false;
+                (*this).data.assume_init_drop();
+            }
+        }
+    }
+
+    unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> c_int {
+        // SAFETY: the core only opens registered (hence live) devices.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        from_result(|| T::open(dev).map(|()| 0))
+    }
+
+    unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
+        // SAFETY: as in `open_device`.
+        T::close(unsafe { Device::<T>::from_raw(vdev) });
+    }
+
+    unsafe extern "C" fn read(
+        vdev: *mut bindings::vfio_device,
+        buf: *mut c_char,
+        count: usize,
+        ppos: *mut bindings::loff_t,
+    ) -> isize {
+        // SAFETY: as in `open_device`.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        from_result(|| {
+            // SAFETY: the core passes a valid position pointer.
+            let pos = u64::try_from(unsafe { *ppos }).map_err(|_| EINVAL)?;
+            let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
+            let n = T::read(dev, &mut out, pos)?;
+            // SAFETY: as above; `n <= count`, which the core bounds.
+            unsafe { *ppos += n as bindings::loff_t };
+            Ok(n as isize)
+        })
+    }
+
+    unsafe extern "C" fn write(
+        vdev: *mut bindings::vfio_device,
+        buf: *const c_char,
+        count: usize,
+        ppos: *mut bindings::loff_t,
+    ) -> isize {
+        // SAFETY: as in `open_device`.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        from_result(|| {
+            // SAFETY: the core passes a valid position pointer.
+            let pos = u64::try_from(unsafe { *ppos }).map_err(|_| EINVAL)?;
+            let mut input =
+                UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
+            let n = T::write(dev, &mut input, pos)?;
+            // SAFETY: as above.
+            unsafe { *ppos += n as bindings::loff_t };
+            Ok(n as isize)
+        })
+    }
+
+    unsafe extern "C" fn ioctl(
+        vdev: *mut bindings::vfio_device,
+        cmd: c_uint,
+        arg: c_ulong,
+    ) -> c_long {
+        // SAFETY: as in `open_device`.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        from_result(|| T::ioctl(dev, cmd, UserPtr::from_addr(arg as usize)).map(|n| n as c_long))
+    }
+
+    unsafe extern "C" fn dma_unmap(vdev: *mut bindings::vfio_device, iova: u64, length: u64) {
+        // SAFETY: as in `open_device`.
+        T::dma_unmap(unsafe { Device::<T>::from_raw(vdev) }, iova, length);
+    }
+}
+
+/// The `VFIO_DEVICE_*` ioctl numbers a driver dispatches on.
+pub(crate) mod ioctl {
+    use super::bindings;
+
+    /// `VFIO_DEVICE_GET_INFO`.
+    pub(crate) const DEVICE_GET_INFO: u32 = bindings::MBLIT_VFIO_DEVICE_GET_INFO;
+    /// `VFIO_DEVICE_RESET`.
+    pub(crate) const DEVICE_RESET: u32 = bindings::MBLIT_VFIO_DEVICE_RESET;
+}
+
+/// uAPI flag and count values a driver reports.
+pub(crate) mod uapi {
+    use super::bindings;
+
+    /// `VFIO_DEVICE_FLAGS_PCI`.
+    pub(crate) const DEVICE_FLAGS_PCI: u32 = bindings::VFIO_DEVICE_FLAGS_PCI;
+    /// `VFIO_DEVICE_FLAGS_RESET`.
+    pub(crate) const DEVICE_FLAGS_RESET: u32 = bindings::VFIO_DEVICE_FLAGS_RESET;
+}
+
+/// Reads a user ioctl argument that starts with a `u32 argsz`, the VFIO
+/// convention: returns the first `N` bytes and `argsz`. Fails with `EINVAL`
+/// when `argsz` is smaller than `min`.
+pub(crate) fn read_arg<const N: usize>(arg: UserPtr, min: usize) -> Result<([u8; N], u32)> {
+    if min < 4 || min > N {
+        return Err(EINVAL);
+    }
+    let mut buf = [0u8; N];
+    UserSlice::new(arg, min)
+        .reader()
+        .read_slice(&mut buf[..min])?;
+    let argsz = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if (argsz as usize) < min {
+        return Err(EINVAL);
+    }
+    Ok((buf, argsz))
+}
+
+/// Writes `data` back to a user ioctl argument.
+pub(crate) fn write_arg(arg: UserPtr, data: &[u8]) -> Result {
+    UserSlice::new(arg, data.len()).writer().write_slice(data)
+}

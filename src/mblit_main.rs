@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! mblit: a migratable mediated DMA blitter.
+//!
+//! Registers a class device `mblit` as an mdev parent with one type per
+//! device-memory size (see [`logic::types`]); every mdev created under it is
+//! a VFIO device (see `device.rs`).
+
+use kernel::prelude::*;
+
+mod device;
+#[path = "../rust/mod.rs"]
+mod kapi;
+// Its `pub` items are the host crate's API (src/logic/lib.rs); the module
+// uses what it needs.
+#[allow(dead_code, unreachable_pub)]
+mod logic;
+mod parent;
+
+use kapi::{class::ClassDevice, mdev};
+
+module! {
+    type: MblitModule,
+    name: "mblit",
+    authors: ["The mblit developers"],
+    description: "Migratable mediated DMA blitter (VFIO mdev)",
+    license: "GPL",
+    params: {
+        mem_budget_mib: u32 {
+            default: 512,
+            description: "Device memory all mblit mdevs may use together, in MiB",
+        },
+    },
+}
+
+#[pin_data]
+struct MblitModule {
+    /// The mdev driver and parent (which owns the `mblit` class device).
+    #[pin]
+    mdev: mdev::Registration<parent::Parent>,
+}
+
+impl kernel::InPlaceModule for MblitModule {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        let budget = module_parameters::mem_budget_mib.value();
+        try_pin_init!(Self {
+            mdev <- {
+                kapi::check_layout()?;
+                mdev::Registration::new(
+                    module,
+                    ClassDevice::new(c"mblit")?,
+                    parent::Parent::new(budget),
+                )
+            },
+        })
+    }
+}
