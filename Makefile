@@ -32,8 +32,10 @@ check:
 test: host-test module
 	scripts/vm-test $(CURDIR)/mblit.ko
 
-demo: module
-	scripts/vm-test --demo $(CURDIR)/mblit.ko
+# The migration demo needs the DEVICE_STATE region (issue 4).
+demo:
+	@echo "make demo: not there yet; it arrives with the DEVICE_STATE region (issue 4)." >&2
+	@exit 2
 
 clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_ARGS) clean
