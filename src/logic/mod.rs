@@ -5,4 +5,9 @@
 //! The kernel module includes this directory as `mod logic`; the host crate
 //! in `src/logic/lib.rs` includes the same files for `cargo test`.
 
+pub mod config_space;
+pub mod desc;
+pub mod region;
+pub mod regs;
 pub mod types;
+pub mod uapi;

@@ -1,0 +1,910 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The BAR0 register map (docs/device.md, "BAR0 registers"): offsets,
+//! widths, access kinds, reset values, and the decoder that turns a region
+//! access `(offset, width)` into one register access or an error.
+//!
+//! The decoder is strict: an access must lie inside one register, use one of
+//! the widths that register allows and be naturally aligned. Everything else
+//! (holes, straddling, odd widths, past the end) is a [`DecodeError`], which
+//! the region handler answers with `EINVAL`. Side effects (doorbell, reset,
+//! interrupt acknowledge) are the caller's: this module only computes values.
+
+use super::uapi::uapi_consts;
+
+uapi_consts! {
+    /// The shared constants of this module, by C name.
+    table UAPI;
+
+    /// Size of BAR0 (the register region) in bytes.
+    pub const BAR0_SIZE: u32 = 0x1000;
+
+    /// `ID` (RO, 4): the identification magic [`ID_MAGIC`].
+    pub const REG_ID: u32 = 0x000;
+    /// `VERSION` (RO, 4): register interface version [`DEVICE_VERSION`].
+    pub const REG_VERSION: u32 = 0x004;
+    /// `CTRL` (RW, 4): [`CTRL_ENABLE`], [`CTRL_RESET`].
+    pub const REG_CTRL: u32 = 0x008;
+    /// `STATUS` (RO, 4): [`STATUS_BUSY`], [`STATUS_ERROR`] and the error code.
+    pub const REG_STATUS: u32 = 0x00c;
+    /// `RING_BASE` (RW, 8; 4 at +0/+4): IOVA of the descriptor ring.
+    pub const REG_RING_BASE: u32 = 0x010;
+    /// `RING_SIZE` (RW, 4): number of descriptors in the ring.
+    pub const REG_RING_SIZE: u32 = 0x018;
+    /// `RING_HEAD` (RO, 4): free-running index of the next descriptor the
+    /// device executes.
+    pub const REG_RING_HEAD: u32 = 0x01c;
+    /// `RING_TAIL` (RW, 4): free-running index one past the last descriptor
+    /// the guest made available; writing it rings the doorbell.
+    pub const REG_RING_TAIL: u32 = 0x020;
+    /// `INT_STATUS` (W1C, 4): [`INT_FENCE`], [`INT_ERROR`].
+    pub const REG_INT_STATUS: u32 = 0x024;
+    /// `INT_MASK` (RW, 4): a set bit masks the same bit of `INT_STATUS`.
+    pub const REG_INT_MASK: u32 = 0x028;
+    /// `FENCE_LAST` (RO, 8; 4 at +0/+4): value of the last completed FENCE.
+    pub const REG_FENCE_LAST: u32 = 0x030;
+    /// `CMD_COUNT` (RO, 8; 4 at +0/+4): commands completed.
+    pub const REG_CMD_COUNT: u32 = 0x038;
+    /// `BYTE_COUNT` (RO, 8; 4 at +0/+4): bytes written by completed FILL
+    /// and COPY commands.
+    pub const REG_BYTE_COUNT: u32 = 0x040;
+    /// `ERR_INDEX` (RO, 4): ring index at which the engine stopped on error.
+    pub const REG_ERR_INDEX: u32 = 0x048;
+    /// `ERR_ADDR` (RO, 8; 4 at +0/+4): the address an error is about.
+    pub const REG_ERR_ADDR: u32 = 0x050;
+    /// `SCRATCH0` (RW, 8; any of 1/2/4/8 naturally aligned).
+    pub const REG_SCRATCH0: u32 = 0x060;
+    /// `SCRATCH1`, like `SCRATCH0`.
+    pub const REG_SCRATCH1: u32 = 0x068;
+    /// `SCRATCH2`, like `SCRATCH0`.
+    pub const REG_SCRATCH2: u32 = 0x070;
+    /// `SCRATCH3`, like `SCRATCH0`.
+    pub const REG_SCRATCH3: u32 = 0x078;
+
+    /// Value of `ID`: the bytes `"MBLT"` in little-endian order.
+    pub const ID_MAGIC: u32 = 0x544c_424d;
+    /// Value of `VERSION`: major in bits 31:16, minor in bits 15:0 (1.0).
+    pub const DEVICE_VERSION: u32 = 0x0001_0000;
+
+    /// `CTRL` bit: the engine may fetch descriptors.
+    pub const CTRL_ENABLE: u32 = 1 << 0;
+    /// `CTRL` bit: write 1 to reset the engine and all registers; reads 0.
+    pub const CTRL_RESET: u32 = 1 << 1;
+
+    /// `STATUS` bit: `CTRL.ENABLE` is set, there is no error and
+    /// `RING_HEAD` differs from `RING_TAIL`.
+    pub const STATUS_BUSY: u32 = 1 << 0;
+    /// `STATUS` bit: the engine stopped on an error (code in bits 15:8).
+    pub const STATUS_ERROR: u32 = 1 << 1;
+    /// Shift of the error code field in `STATUS`.
+    pub const STATUS_ERR_CODE_SHIFT: u32 = 8;
+    /// Mask of the error code field in `STATUS`.
+    pub const STATUS_ERR_CODE_MASK: u32 = 0xff00;
+
+    /// `INT_STATUS`/`INT_MASK` bit: a FENCE with the IRQ flag completed.
+    pub const INT_FENCE: u32 = 1 << 0;
+    /// `INT_STATUS`/`INT_MASK` bit: the engine stopped on an error.
+    pub const INT_ERROR: u32 = 1 << 1;
+    /// All defined interrupt bits.
+    pub const INT_ALL: u32 = 0x3;
+
+    /// Largest valid `RING_SIZE` (descriptors).
+    pub const RING_SIZE_MAX: u32 = 4096;
+    /// `RING_BASE` alignment in bytes (its low bits read as zero).
+    pub const RING_ALIGN: u32 = 32;
+
+    /// Error code: no error.
+    pub const ERR_NONE: u8 = 0x00;
+    /// Error code: unknown opcode.
+    pub const ERR_BAD_OPCODE: u8 = 0x01;
+    /// Error code: a reserved field or flag is not zero.
+    pub const ERR_RESERVED: u8 = 0x02;
+    /// Error code: length zero or above [`XFER_MAX`](super::desc::XFER_MAX).
+    pub const ERR_BAD_LEN: u8 = 0x03;
+    /// Error code: FENCE address not 8-byte aligned.
+    pub const ERR_BAD_ALIGN: u8 = 0x04;
+    /// Error code: COPY source and destination overlap in the same space.
+    pub const ERR_OVERLAP: u8 = 0x05;
+    /// Error code: device-memory range past the end of device memory.
+    pub const ERR_DEV_RANGE: u8 = 0x06;
+    /// Error code: guest range not mapped, or wrapping past 2^64.
+    pub const ERR_IOVA_FAULT: u8 = 0x07;
+    /// Error code: the descriptor could not be read from the ring.
+    pub const ERR_RING_FETCH: u8 = 0x08;
+    /// Error code: invalid `RING_SIZE` or `RING_BASE` when enabling.
+    pub const ERR_RING_CONFIG: u8 = 0x09;
+    /// Error code: `RING_TAIL` more than `RING_SIZE` ahead of `RING_HEAD`.
+    pub const ERR_BAD_TAIL: u8 = 0x0a;
+    /// Error code: the command needs more pinned pages than the budget.
+    pub const ERR_PIN_BUDGET: u8 = 0x0b;
+    /// Error code: guest memory was unmapped while the command used it.
+    pub const ERR_UNMAPPED: u8 = 0x0c;
+}
+
+/// A device error, as reported in `STATUS` bits 15:8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorCode {
+    /// [`ERR_BAD_OPCODE`].
+    BadOpcode = ERR_BAD_OPCODE,
+    /// [`ERR_RESERVED`].
+    Reserved = ERR_RESERVED,
+    /// [`ERR_BAD_LEN`].
+    BadLen = ERR_BAD_LEN,
+    /// [`ERR_BAD_ALIGN`].
+    BadAlign = ERR_BAD_ALIGN,
+    /// [`ERR_OVERLAP`].
+    Overlap = ERR_OVERLAP,
+    /// [`ERR_DEV_RANGE`].
+    DevRange = ERR_DEV_RANGE,
+    /// [`ERR_IOVA_FAULT`].
+    IovaFault = ERR_IOVA_FAULT,
+    /// [`ERR_RING_FETCH`].
+    RingFetch = ERR_RING_FETCH,
+    /// [`ERR_RING_CONFIG`].
+    RingConfig = ERR_RING_CONFIG,
+    /// [`ERR_BAD_TAIL`].
+    BadTail = ERR_BAD_TAIL,
+    /// [`ERR_PIN_BUDGET`].
+    PinBudget = ERR_PIN_BUDGET,
+    /// [`ERR_UNMAPPED`].
+    Unmapped = ERR_UNMAPPED,
+}
+
+impl ErrorCode {
+    /// Every error code, in numeric order.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadOpcode,
+        ErrorCode::Reserved,
+        ErrorCode::BadLen,
+        ErrorCode::BadAlign,
+        ErrorCode::Overlap,
+        ErrorCode::DevRange,
+        ErrorCode::IovaFault,
+        ErrorCode::RingFetch,
+        ErrorCode::RingConfig,
+        ErrorCode::BadTail,
+        ErrorCode::PinBudget,
+        ErrorCode::Unmapped,
+    ];
+
+    /// The code's numeric value.
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The error code with value `code`, if there is one (for restoring a
+    /// saved `STATUS`).
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.iter().copied().find(|e| e.code() == code)
+    }
+}
+
+/// The value of `STATUS` for an engine that is `busy` and/or stopped on
+/// `error`.
+pub const fn status_value(busy: bool, error: Option<ErrorCode>) -> u32 {
+    let mut v = if busy { STATUS_BUSY } else { 0 };
+    if let Some(e) = error {
+        v |= STATUS_ERROR | ((e.code() as u32) << STATUS_ERR_CODE_SHIFT);
+    }
+    v
+}
+
+/// One BAR0 register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reg {
+    /// `ID`.
+    Id,
+    /// `VERSION`.
+    Version,
+    /// `CTRL`.
+    Ctrl,
+    /// `STATUS`.
+    Status,
+    /// `RING_BASE`.
+    RingBase,
+    /// `RING_SIZE`.
+    RingSize,
+    /// `RING_HEAD`.
+    RingHead,
+    /// `RING_TAIL`.
+    RingTail,
+    /// `INT_STATUS`.
+    IntStatus,
+    /// `INT_MASK`.
+    IntMask,
+    /// `FENCE_LAST`.
+    FenceLast,
+    /// `CMD_COUNT`.
+    CmdCount,
+    /// `BYTE_COUNT`.
+    ByteCount,
+    /// `ERR_INDEX`.
+    ErrIndex,
+    /// `ERR_ADDR`.
+    ErrAddr,
+    /// `SCRATCH0`.
+    Scratch0,
+    /// `SCRATCH1`.
+    Scratch1,
+    /// `SCRATCH2`.
+    Scratch2,
+    /// `SCRATCH3`.
+    Scratch3,
+}
+
+/// How guest writes affect a register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Read-only: writes are accepted and ignored.
+    Ro,
+    /// Read/write: the bits in [`RegInfo::write_mask`] take the written
+    /// value; other bits keep theirs.
+    Rw,
+    /// Write-one-to-clear: written 1 bits within the write mask clear.
+    W1c,
+}
+
+/// Access width bit for 1-byte accesses in [`RegInfo::widths`].
+pub const W1: u8 = 1;
+/// Access width bit for 2-byte accesses.
+pub const W2: u8 = 2;
+/// Access width bit for 4-byte accesses.
+pub const W4: u8 = 4;
+/// Access width bit for 8-byte accesses.
+pub const W8: u8 = 8;
+
+/// Static description of one register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegInfo {
+    /// Which register.
+    pub reg: Reg,
+    /// Its name in docs/device.md.
+    pub name: &'static str,
+    /// Offset in BAR0.
+    pub offset: u32,
+    /// Size in bytes: 4 or 8.
+    pub size: u8,
+    /// Allowed access widths: a set of [`W1`], [`W2`], [`W4`], [`W8`]
+    /// (a width's bit is the width itself).
+    pub widths: u8,
+    /// Write semantics.
+    pub kind: Kind,
+    /// Value after reset.
+    pub reset: u64,
+    /// Bits a write can change (set for RW, clear for W1C).
+    pub write_mask: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn info(
+    reg: Reg,
+    name: &'static str,
+    offset: u32,
+    size: u8,
+    widths: u8,
+    kind: Kind,
+    reset: u64,
+    write_mask: u64,
+) -> RegInfo {
+    RegInfo {
+        reg,
+        name,
+        offset,
+        size,
+        widths,
+        kind,
+        reset,
+        write_mask,
+    }
+}
+
+/// The register map, sorted by offset. Offsets not covered are holes.
+pub const REGS: [RegInfo; 19] = [
+    info(Reg::Id, "ID", REG_ID, 4, W4, Kind::Ro, ID_MAGIC as u64, 0),
+    info(
+        Reg::Version,
+        "VERSION",
+        REG_VERSION,
+        4,
+        W4,
+        Kind::Ro,
+        DEVICE_VERSION as u64,
+        0,
+    ),
+    info(
+        Reg::Ctrl,
+        "CTRL",
+        REG_CTRL,
+        4,
+        W4,
+        Kind::Rw,
+        0,
+        CTRL_ENABLE as u64,
+    ),
+    info(Reg::Status, "STATUS", REG_STATUS, 4, W4, Kind::Ro, 0, 0),
+    info(
+        Reg::RingBase,
+        "RING_BASE",
+        REG_RING_BASE,
+        8,
+        W4 | W8,
+        Kind::Rw,
+        0,
+        !(RING_ALIGN as u64 - 1),
+    ),
+    info(
+        Reg::RingSize,
+        "RING_SIZE",
+        REG_RING_SIZE,
+        4,
+        W4,
+        Kind::Rw,
+        0,
+        0xffff_ffff,
+    ),
+    info(
+        Reg::RingHead,
+        "RING_HEAD",
+        REG_RING_HEAD,
+        4,
+        W4,
+        Kind::Ro,
+        0,
+        0,
+    ),
+    info(
+        Reg::RingTail,
+        "RING_TAIL",
+        REG_RING_TAIL,
+        4,
+        W4,
+        Kind::Rw,
+        0,
+        0xffff_ffff,
+    ),
+    info(
+        Reg::IntStatus,
+        "INT_STATUS",
+        REG_INT_STATUS,
+        4,
+        W4,
+        Kind::W1c,
+        0,
+        INT_ALL as u64,
+    ),
+    info(
+        Reg::IntMask,
+        "INT_MASK",
+        REG_INT_MASK,
+        4,
+        W4,
+        Kind::Rw,
+        0,
+        INT_ALL as u64,
+    ),
+    info(
+        Reg::FenceLast,
+        "FENCE_LAST",
+        REG_FENCE_LAST,
+        8,
+        W4 | W8,
+        Kind::Ro,
+        0,
+        0,
+    ),
+    info(
+        Reg::CmdCount,
+        "CMD_COUNT",
+        REG_CMD_COUNT,
+        8,
+        W4 | W8,
+        Kind::Ro,
+        0,
+        0,
+    ),
+    info(
+        Reg::ByteCount,
+        "BYTE_COUNT",
+        REG_BYTE_COUNT,
+        8,
+        W4 | W8,
+        Kind::Ro,
+        0,
+        0,
+    ),
+    info(
+        Reg::ErrIndex,
+        "ERR_INDEX",
+        REG_ERR_INDEX,
+        4,
+        W4,
+        Kind::Ro,
+        0,
+        0,
+    ),
+    info(
+        Reg::ErrAddr,
+        "ERR_ADDR",
+        REG_ERR_ADDR,
+        8,
+        W4 | W8,
+        Kind::Ro,
+        0,
+        0,
+    ),
+    info(
+        Reg::Scratch0,
+        "SCRATCH0",
+        REG_SCRATCH0,
+        8,
+        W1 | W2 | W4 | W8,
+        Kind::Rw,
+        0,
+        u64::MAX,
+    ),
+    info(
+        Reg::Scratch1,
+        "SCRATCH1",
+        REG_SCRATCH1,
+        8,
+        W1 | W2 | W4 | W8,
+        Kind::Rw,
+        0,
+        u64::MAX,
+    ),
+    info(
+        Reg::Scratch2,
+        "SCRATCH2",
+        REG_SCRATCH2,
+        8,
+        W1 | W2 | W4 | W8,
+        Kind::Rw,
+        0,
+        u64::MAX,
+    ),
+    info(
+        Reg::Scratch3,
+        "SCRATCH3",
+        REG_SCRATCH3,
+        8,
+        W1 | W2 | W4 | W8,
+        Kind::Rw,
+        0,
+        u64::MAX,
+    ),
+];
+
+// `REGS` lists every variant once, in declaration order, so that
+// `REGS[reg as usize]` is `reg`'s entry: checked at compile time.
+const _: () = {
+    let mut i = 0;
+    while i < REGS.len() {
+        assert!(REGS[i].reg as usize == i);
+        i += 1;
+    }
+    assert!(Reg::Scratch3 as usize + 1 == REGS.len());
+};
+
+impl Reg {
+    /// This register's entry in [`REGS`].
+    pub fn info(self) -> &'static RegInfo {
+        &REGS[self as usize]
+    }
+}
+
+/// Why a BAR0 access was refused. The region handler answers all of them
+/// with `EINVAL`; nothing is read or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The access does not lie entirely inside BAR0.
+    OutOfRange,
+    /// The width is not 1, 2, 4 or 8 bytes.
+    BadWidth,
+    /// The offset is not a multiple of the width.
+    Unaligned,
+    /// No register at the offset.
+    Hole,
+    /// The access extends past the end of the register it starts in.
+    Straddle,
+    /// The register does not allow this width.
+    WidthNotAllowed,
+}
+
+/// One decoded register access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegAccess {
+    /// The register accessed.
+    pub info: &'static RegInfo,
+    /// Byte offset of the access inside the register.
+    pub byte: u8,
+    /// Width in bytes: 1, 2, 4 or 8.
+    pub width: u8,
+}
+
+/// Decodes an access of `width` bytes at `offset` into BAR0.
+///
+/// Checks, in this order: inside BAR0, width in {1, 2, 4, 8}, natural
+/// alignment, a register at `offset`, not past that register's end, and a
+/// width the register allows.
+pub fn decode(offset: u64, width: usize) -> Result<RegAccess, DecodeError> {
+    let end = offset.checked_add(width as u64);
+    if width == 0 || !matches!(end, Some(e) if e <= u64::from(BAR0_SIZE)) {
+        return Err(DecodeError::OutOfRange);
+    }
+    if !matches!(width, 1 | 2 | 4 | 8) {
+        return Err(DecodeError::BadWidth);
+    }
+    if !offset.is_multiple_of(width as u64) {
+        return Err(DecodeError::Unaligned);
+    }
+    // `offset < BAR0_SIZE` here, so it fits in u32.
+    let off = offset as u32;
+    let info = REGS
+        .iter()
+        .find(|r| off >= r.offset && off < r.offset + u32::from(r.size))
+        .ok_or(DecodeError::Hole)?;
+    let byte = off - info.offset;
+    if byte + width as u32 > u32::from(info.size) {
+        return Err(DecodeError::Straddle);
+    }
+    if info.widths & width as u8 == 0 {
+        return Err(DecodeError::WidthNotAllowed);
+    }
+    Ok(RegAccess {
+        info,
+        byte: byte as u8,
+        width: width as u8,
+    })
+}
+
+impl RegAccess {
+    /// The bits of the register the access covers, in register position.
+    pub fn lanes(&self) -> u64 {
+        let bits = u32::from(self.width) * 8;
+        let ones = if bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
+        ones << (u32::from(self.byte) * 8)
+    }
+
+    /// The value a read returns, given the register's current value
+    /// (right-aligned, `width` bytes significant).
+    pub fn read(&self, reg_value: u64) -> u64 {
+        (reg_value & self.lanes()) >> (u32::from(self.byte) * 8)
+    }
+
+    /// The written value moved to its position in the register, limited to
+    /// the covered lanes: what the guest wrote, for action bits such as
+    /// [`CTRL_RESET`].
+    pub fn written(&self, data: u64) -> u64 {
+        data.checked_shl(u32::from(self.byte) * 8).unwrap_or(0) & self.lanes()
+    }
+
+    /// The register's value after a write of `data` (right-aligned), by the
+    /// register's [`Kind`] and write mask.
+    pub fn write(&self, old: u64, data: u64) -> u64 {
+        let w = self.written(data);
+        let mask = self.lanes() & self.info.write_mask;
+        match self.info.kind {
+            Kind::Ro => old,
+            Kind::Rw => (old & !mask) | (w & mask),
+            Kind::W1c => old & !(w & mask),
+        }
+    }
+}
+
+/// The register values of a device, indexed like [`REGS`]; a plain store
+/// with reset values and [`RegAccess`] semantics. Registers the device
+/// computes (`STATUS`, `RING_HEAD`, counters) are set with [`RegFile::set`].
+///
+/// Rules that depend on device state are the caller's: `RING_BASE` and
+/// `RING_SIZE` ignore writes while `CTRL.ENABLE` is set, `CTRL.RESET` and
+/// the `RING_TAIL` doorbell are actions (see [`RegAccess::written`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegFile {
+    values: [u64; REGS.len()],
+}
+
+impl Default for RegFile {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RegFile {
+    /// All registers at their reset values.
+    pub const fn new() -> Self {
+        let mut values = [0u64; REGS.len()];
+        let mut i = 0;
+        while i < REGS.len() {
+            values[i] = REGS[i].reset;
+            i += 1;
+        }
+        Self { values }
+    }
+
+    /// Resets every register.
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Current value of `reg`.
+    pub fn get(&self, reg: Reg) -> u64 {
+        self.values[reg as usize]
+    }
+
+    /// Sets `reg` from the device side (no write mask applied; the value is
+    /// truncated to the register's size).
+    pub fn set(&mut self, reg: Reg, value: u64) {
+        let v = if reg.info().size == 4 {
+            value & 0xffff_ffff
+        } else {
+            value
+        };
+        self.values[reg as usize] = v;
+    }
+
+    /// The value a guest read of `acc` returns.
+    pub fn read(&self, acc: &RegAccess) -> u64 {
+        acc.read(self.get(acc.info.reg))
+    }
+
+    /// Applies a guest write of `data` through `acc` and returns the
+    /// register's new value.
+    pub fn write(&mut self, acc: &RegAccess, data: u64) -> u64 {
+        let reg = acc.info.reg;
+        let v = acc.write(self.get(reg), data);
+        self.values[reg as usize] = v;
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_aligned_and_indexed_by_variant() {
+        for (i, r) in REGS.iter().enumerate() {
+            assert_eq!(r.reg as usize, i, "{}", r.name);
+            assert!(r.size == 4 || r.size == 8);
+            assert_eq!(r.offset % u32::from(r.size), 0, "{}", r.name);
+            assert!(r.offset + u32::from(r.size) <= BAR0_SIZE);
+            assert_ne!(r.widths & r.size, 0, "{} full width", r.name);
+            assert_eq!(r.widths & !0xf, 0);
+            if r.size == 4 {
+                assert_eq!(r.reset >> 32, 0);
+                assert_eq!(r.write_mask >> 32, 0);
+            }
+            if r.kind == Kind::Ro {
+                assert_eq!(r.write_mask, 0, "{}", r.name);
+            }
+            assert_eq!(r.reg.info(), r);
+        }
+        for w in REGS.windows(2) {
+            assert!(w[0].offset + u32::from(w[0].size) <= w[1].offset);
+        }
+    }
+
+    #[test]
+    fn uapi_offsets_match_table() {
+        for r in &REGS {
+            let c = std::format!("MBLIT_REG_{}", r.name);
+            assert_eq!(
+                super::super::uapi::lookup(&c),
+                Some(u64::from(r.offset)),
+                "{c}"
+            );
+        }
+        assert_eq!(
+            UAPI.iter()
+                .filter(|(n, _)| n.starts_with("MBLIT_REG_"))
+                .count(),
+            REGS.len()
+        );
+    }
+
+    #[test]
+    fn reset_values() {
+        let f = RegFile::new();
+        assert_eq!(f.get(Reg::Id), 0x544c_424d);
+        assert_eq!(&ID_MAGIC.to_le_bytes(), b"MBLT");
+        assert_eq!(f.get(Reg::Version), u64::from(DEVICE_VERSION));
+        for r in &REGS {
+            if !matches!(r.reg, Reg::Id | Reg::Version) {
+                assert_eq!(f.get(r.reg), 0, "{}", r.name);
+            }
+        }
+        assert_eq!(f, RegFile::default());
+    }
+
+    #[test]
+    fn every_register_decodes_at_full_width() {
+        for r in &REGS {
+            let a = decode(u64::from(r.offset), usize::from(r.size)).unwrap();
+            assert_eq!(a.info.reg, r.reg);
+            assert_eq!((a.byte, a.width), (0, r.size));
+        }
+    }
+
+    #[test]
+    fn eight_byte_registers_allow_halves() {
+        for r in REGS.iter().filter(|r| r.size == 8) {
+            let lo = decode(u64::from(r.offset), 4).unwrap();
+            let hi = decode(u64::from(r.offset) + 4, 4).unwrap();
+            assert_eq!((lo.info.reg, lo.byte), (r.reg, 0));
+            assert_eq!((hi.info.reg, hi.byte), (r.reg, 4));
+        }
+    }
+
+    #[test]
+    fn narrow_widths_only_on_scratch() {
+        for r in &REGS {
+            for w in [1usize, 2] {
+                let res = decode(u64::from(r.offset), w);
+                if r.name.starts_with("SCRATCH") {
+                    assert!(res.is_ok());
+                } else {
+                    assert_eq!(res, Err(DecodeError::WidthNotAllowed), "{}", r.name);
+                }
+            }
+        }
+        // Every naturally aligned sub-access of a scratch register.
+        for w in [1u64, 2, 4, 8] {
+            for b in (0..8).step_by(w as usize) {
+                let a = decode(u64::from(REG_SCRATCH2) + b, w as usize).unwrap();
+                assert_eq!((a.info.reg, u64::from(a.byte)), (Reg::Scratch2, b));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_accesses() {
+        use DecodeError::*;
+        assert_eq!(decode(0, 0), Err(OutOfRange));
+        assert_eq!(decode(0x1000, 4), Err(OutOfRange));
+        assert_eq!(decode(0xffc, 8), Err(OutOfRange));
+        assert_eq!(decode(u64::MAX - 1, 4), Err(OutOfRange));
+        assert_eq!(decode(u64::MAX, 1), Err(OutOfRange));
+        assert_eq!(decode(0, usize::MAX), Err(OutOfRange));
+        assert_eq!(decode(0, 3), Err(BadWidth));
+        assert_eq!(decode(0, 16), Err(BadWidth));
+        assert_eq!(decode(0x001, 4), Err(Unaligned));
+        assert_eq!(decode(0x062, 4), Err(Unaligned));
+        assert_eq!(decode(0x014, 8), Err(Unaligned));
+        // Holes: between registers and after the last one.
+        assert_eq!(decode(0x02c, 4), Err(Hole));
+        assert_eq!(decode(0x04c, 4), Err(Hole));
+        assert_eq!(decode(0x058, 8), Err(Hole));
+        assert_eq!(decode(0x080, 4), Err(Hole));
+        assert_eq!(decode(0xff8, 8), Err(Hole));
+        // Two 4-byte registers in one 8-byte access.
+        assert_eq!(decode(0x018, 8), Err(Straddle));
+        assert_eq!(decode(0x000, 8), Err(Straddle));
+        assert_eq!(decode(0x048, 8), Err(Straddle));
+        // 4-byte registers allow no 1/2-byte access.
+        assert_eq!(decode(0x00a, 2), Err(WidthNotAllowed));
+    }
+
+    #[test]
+    fn exhaustive_decode_never_panics_and_is_consistent() {
+        for off in 0..0x1010u64 {
+            for w in 0..=9usize {
+                if let Ok(a) = decode(off, w) {
+                    assert_eq!(u64::from(a.info.offset) + u64::from(a.byte), off);
+                    assert_eq!(usize::from(a.width), w);
+                    assert_ne!(a.info.widths & a.width, 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scratch_round_trips_at_every_width() {
+        let mut f = RegFile::new();
+        let a8 = decode(u64::from(REG_SCRATCH0), 8).unwrap();
+        f.write(&a8, 0x0123_4567_89ab_cdef);
+        assert_eq!(f.read(&a8), 0x0123_4567_89ab_cdef);
+        let hi = decode(u64::from(REG_SCRATCH0) + 4, 4).unwrap();
+        assert_eq!(f.read(&hi), 0x0123_4567);
+        f.write(&hi, 0xdead_beef);
+        assert_eq!(f.get(Reg::Scratch0), 0xdead_beef_89ab_cdef);
+        let b1 = decode(u64::from(REG_SCRATCH0) + 1, 1).unwrap();
+        assert_eq!(f.read(&b1), 0xcd);
+        f.write(&b1, 0x1ff); // only the low byte lands
+        assert_eq!(f.get(Reg::Scratch0), 0xdead_beef_89ab_ffef);
+        let h3 = decode(u64::from(REG_SCRATCH0) + 6, 2).unwrap();
+        f.write(&h3, 0x5a5a);
+        assert_eq!(f.get(Reg::Scratch0), 0x5a5a_beef_89ab_ffef);
+        assert_eq!(f.get(Reg::Scratch1), 0);
+    }
+
+    #[test]
+    fn read_only_registers_ignore_writes() {
+        let mut f = RegFile::new();
+        for r in REGS.iter().filter(|r| r.kind == Kind::Ro) {
+            let a = decode(u64::from(r.offset), usize::from(r.size)).unwrap();
+            let before = f.get(r.reg);
+            assert_eq!(f.write(&a, u64::MAX), before, "{}", r.name);
+        }
+        f.set(Reg::CmdCount, 0x1_0000_0002);
+        let hi = decode(u64::from(REG_CMD_COUNT) + 4, 4).unwrap();
+        assert_eq!(f.read(&hi), 1);
+        f.write(&hi, 0);
+        assert_eq!(f.get(Reg::CmdCount), 0x1_0000_0002);
+    }
+
+    #[test]
+    fn ctrl_reset_bit_is_an_action_and_reads_zero() {
+        let mut f = RegFile::new();
+        let a = decode(u64::from(REG_CTRL), 4).unwrap();
+        let v = f.write(&a, u64::from(CTRL_ENABLE | CTRL_RESET | 0xff00));
+        assert_eq!(v, u64::from(CTRL_ENABLE));
+        assert_eq!(a.written(u64::from(CTRL_RESET)), u64::from(CTRL_RESET));
+        assert_eq!(f.read(&a), u64::from(CTRL_ENABLE));
+    }
+
+    #[test]
+    fn ring_base_low_bits_read_zero() {
+        let mut f = RegFile::new();
+        let a = decode(u64::from(REG_RING_BASE), 8).unwrap();
+        f.write(&a, 0xffff_ffff_ffff_ffff);
+        assert_eq!(f.get(Reg::RingBase), 0xffff_ffff_ffff_ffe0);
+        let lo = decode(u64::from(REG_RING_BASE), 4).unwrap();
+        let hi = decode(u64::from(REG_RING_BASE) + 4, 4).unwrap();
+        f.write(&lo, 0x1234_5678);
+        f.write(&hi, 0x9);
+        assert_eq!(f.get(Reg::RingBase), 0x9_1234_5660);
+    }
+
+    #[test]
+    fn int_status_is_write_one_to_clear() {
+        let mut f = RegFile::new();
+        f.set(Reg::IntStatus, u64::from(INT_ALL));
+        let a = decode(u64::from(REG_INT_STATUS), 4).unwrap();
+        f.write(&a, u64::from(INT_FENCE));
+        assert_eq!(f.get(Reg::IntStatus), u64::from(INT_ERROR));
+        f.write(&a, 0);
+        assert_eq!(f.get(Reg::IntStatus), u64::from(INT_ERROR));
+        f.write(&a, 0xffff_ffff);
+        assert_eq!(f.get(Reg::IntStatus), 0);
+        let m = decode(u64::from(REG_INT_MASK), 4).unwrap();
+        assert_eq!(f.write(&m, 0xffff_ffff), u64::from(INT_ALL));
+    }
+
+    #[test]
+    fn set_truncates_to_register_size_and_reset_restores() {
+        let mut f = RegFile::new();
+        f.set(Reg::RingHead, u64::MAX);
+        assert_eq!(f.get(Reg::RingHead), 0xffff_ffff);
+        f.set(Reg::ByteCount, u64::MAX);
+        assert_eq!(f.get(Reg::ByteCount), u64::MAX);
+        f.reset();
+        assert_eq!(f, RegFile::new());
+    }
+
+    #[test]
+    fn status_and_error_codes() {
+        assert_eq!(status_value(false, None), 0);
+        assert_eq!(status_value(true, None), STATUS_BUSY);
+        assert_eq!(
+            status_value(false, Some(ErrorCode::BadTail)),
+            STATUS_ERROR | 0x0a00
+        );
+        for (i, e) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(usize::from(e.code()), i + 1);
+            assert_eq!(ErrorCode::from_code(e.code()), Some(*e));
+            let s = status_value(false, Some(*e));
+            assert_eq!(
+                (s & STATUS_ERR_CODE_MASK) >> STATUS_ERR_CODE_SHIFT,
+                u32::from(e.code())
+            );
+        }
+        assert_eq!(ErrorCode::from_code(ERR_NONE), None);
+        assert_eq!(ErrorCode::from_code(0x0d), None);
+        assert_eq!(ErrorCode::from_code(0xff), None);
+    }
+}
