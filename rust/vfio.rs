@@ -40,12 +40,28 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
     /// count.
     fn write(dev: &Device<Self>, input: &mut UserSliceReader, offset: u64) -> Result<usize>;
 
+    /// `VFIO_DEVICE_GET_REGION_INFO` for region `index` (the core copies
+    /// the argument in and out and adds the capability chain).
+    fn region_info(dev: &Device<Self>, index: u32) -> Result<RegionInfo>;
+
     /// A `VFIO_DEVICE_*` ioctl the core does not handle itself.
     fn ioctl(dev: &Device<Self>, cmd: u32, arg: UserPtr) -> Result<isize>;
 
     /// The user unmapped `[iova, iova + length)`: every page pinned in the
     /// range must be unpinned before this returns.
     fn dma_unmap(_dev: &Device<Self>, _iova: u64, _length: u64) {}
+}
+
+/// What `VFIO_DEVICE_GET_REGION_INFO` reports for one region.
+pub(crate) struct RegionInfo {
+    /// Offset of the region in the device file.
+    pub(crate) offset: u64,
+    /// Size in bytes (0: the region does not exist).
+    pub(crate) size: u64,
+    /// `VFIO_REGION_INFO_FLAG_*`.
+    pub(crate) flags: u32,
+    /// `(type, subtype)` for a `VFIO_REGION_INFO_CAP_TYPE` capability.
+    pub(crate) cap_type: Option<(u32, u32)>,
 }
 
 /// A VFIO device with driver data `T`.
@@ -191,6 +207,7 @@ impl<T: Ops> VTable<T> {
         read: Some(Self::read),
         write: Some(Self::write),
         ioctl: Some(Self::ioctl),
+        get_region_info_caps: Some(Self::get_region_info_caps),
         dma_unmap: Some(Self::dma_unmap),
         ..pin_init::zeroed()
     };
@@ -267,6 +284,46 @@ impl<T: Ops> VTable<T> {
         from_result(|| T::ioctl(dev, cmd, UserPtr::from_addr(arg as usize)).map(|n| n as c_long))
     }
 
+    unsafe extern "C" fn get_region_info_caps(
+        vdev: *mut bindings::vfio_device,
+        info: *mut bindings::vfio_region_info,
+        caps: *mut bindings::vfio_info_cap,
+    ) -> c_int {
+        // SAFETY: as in `open_device`.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        from_result(|| {
+            // SAFETY: the core passes its own copy of the user's argument,
+            // valid for reads and writes during the call.
+            let info = unsafe { &mut *info };
+            let r = T::region_info(dev, info.index)?;
+            info.offset = r.offset;
+            info.size = r.size;
+            info.flags = r.flags;
+            if let Some((type_, subtype)) = r.cap_type {
+                let mut cap = bindings::vfio_region_info_cap_type {
+                    header: bindings::vfio_info_cap_header {
+                        id: bindings::VFIO_REGION_INFO_CAP_TYPE as u16,
+                        version: 1,
+                        next: 0,
+                    },
+                    type_,
+                    subtype,
+                };
+                // SAFETY: `caps` is the core's capability chain for this
+                // call; `cap` is a complete capability of the given size,
+                // which the core copies.
+                to_result(unsafe {
+                    bindings::vfio_info_add_capability(
+                        caps,
+                        &mut cap.header,
+                        core::mem::size_of_val(&cap),
+                    )
+                })?;
+            }
+            Ok(0)
+        })
+    }
+
     unsafe extern "C" fn dma_unmap(vdev: *mut bindings::vfio_device, iova: u64, length: u64) {
         // SAFETY: as in `open_device`.
         T::dma_unmap(unsafe { Device::<T>::from_raw(vdev) }, iova, length);
@@ -291,6 +348,18 @@ pub(crate) mod uapi {
     pub(crate) const DEVICE_FLAGS_PCI: u32 = bindings::VFIO_DEVICE_FLAGS_PCI;
     /// `VFIO_DEVICE_FLAGS_RESET`.
     pub(crate) const DEVICE_FLAGS_RESET: u32 = bindings::VFIO_DEVICE_FLAGS_RESET;
+    /// `VFIO_REGION_INFO_FLAG_READ`.
+    pub(crate) const REGION_INFO_FLAG_READ: u32 = bindings::VFIO_REGION_INFO_FLAG_READ;
+    /// `VFIO_REGION_INFO_FLAG_WRITE`.
+    pub(crate) const REGION_INFO_FLAG_WRITE: u32 = bindings::VFIO_REGION_INFO_FLAG_WRITE;
+    /// `VFIO_PCI_NUM_REGIONS`: the standard vfio-pci region indexes.
+    pub(crate) const PCI_NUM_REGIONS: u32 = bindings::VFIO_PCI_NUM_REGIONS;
+    /// `VFIO_PCI_CONFIG_REGION_INDEX`.
+    pub(crate) const PCI_CONFIG_REGION_INDEX: u32 = bindings::VFIO_PCI_CONFIG_REGION_INDEX;
+    /// `VFIO_PCI_BAR0_REGION_INDEX`.
+    pub(crate) const PCI_BAR0_REGION_INDEX: u32 = bindings::VFIO_PCI_BAR0_REGION_INDEX;
+    /// `VFIO_PCI_BAR2_REGION_INDEX`.
+    pub(crate) const PCI_BAR2_REGION_INDEX: u32 = bindings::VFIO_PCI_BAR2_REGION_INDEX;
 }
 
 /// Reads a user ioctl argument that starts with a `u32 argsz`, the VFIO

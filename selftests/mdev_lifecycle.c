@@ -59,8 +59,8 @@ static const struct mdev_parent_spec mblit_parent = {
 	.small = 0,
 	.has_description = true,
 	.device_flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET,
-	/* No regions or interrupts until the device model lands (issue 3). */
-	.num_regions = 0,
+	/* Interrupts come with the engine (issue 3). */
+	.num_regions = VFIO_PCI_NUM_REGIONS,
 	.num_irqs = 0,
 };
 

@@ -16,6 +16,7 @@ mod kapi;
 #[allow(dead_code, unreachable_pub)]
 mod logic;
 mod parent;
+mod vram;
 
 use kapi::{class::ClassDevice, mdev};
 

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device memory (BAR2): sparse, page-granular, zero until written.
+//!
+//! A page is allocated on its first write, so an mdev of the 256 MiB type
+//! costs only what its user has written. Unwritten pages read as zeros.
+
+use kernel::{
+    prelude::*,
+    uaccess::{UserSliceReader, UserSliceWriter},
+};
+
+/// Granule of device memory allocation.
+pub(crate) const VRAM_PAGE: usize = 4096;
+
+type Page = [u8; VRAM_PAGE];
+
+static ZERO_PAGE: Page = [0; VRAM_PAGE];
+
+/// The device memory of one mdev.
+pub(crate) struct Vram {
+    pages: KVVec<Option<KBox<Page>>>,
+    size: u64,
+}
+
+impl Vram {
+    /// `size` bytes of zeroed device memory (a multiple of [`VRAM_PAGE`]).
+    pub(crate) fn new(size: u64) -> Result<Self> {
+        let n = usize::try_from(size).map_err(|_| EINVAL)? / VRAM_PAGE;
+        let mut pages = KVVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            pages.push(None, GFP_KERNEL)?;
+        }
+        Ok(Self { pages, size })
+    }
+
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Splits `[offset, offset + len)` into `(page, offset in page, bytes)`
+    /// chunks, after checking that it is non-empty and inside the memory.
+    fn chunks(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> Result<impl Iterator<Item = (usize, usize, usize)>> {
+        let end = offset.checked_add(len as u64).ok_or(EINVAL)?;
+        if len == 0 || end > self.size {
+            return Err(EINVAL);
+        }
+        // Both fit in usize: they are below `size`, which came from a usize.
+        let (mut pos, end) = (offset as usize, end as usize);
+        Ok(core::iter::from_fn(move || {
+            if pos >= end {
+                return None;
+            }
+            let in_page = pos % VRAM_PAGE;
+            let n = (VRAM_PAGE - in_page).min(end - pos);
+            let chunk = (pos / VRAM_PAGE, in_page, n);
+            pos += n;
+            Some(chunk)
+        }))
+    }
+
+    /// Copies `len` bytes at `offset` to `out`.
+    pub(crate) fn read(&self, offset: u64, len: usize, out: &mut UserSliceWriter) -> Result {
+        for (page, at, n) in self.chunks(offset, len)? {
+            let src = match self.pages.get(page).ok_or(EINVAL)? {
+                Some(p) => &p[at..at + n],
+                None => &ZERO_PAGE[at..at + n],
+            };
+            out.write_slice(src)?;
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes from `input` to `offset`, allocating pages on
+    /// first write.
+    pub(crate) fn write(&mut self, offset: u64, len: usize, input: &mut UserSliceReader) -> Result {
+        for (page, at, n) in self.chunks(offset, len)? {
+            let slot = self.pages.get_mut(page).ok_or(EINVAL)?;
+            if slot.is_none() {
+                *slot = Some(KBox::init(pin_init::zeroed::<Page>(), GFP_KERNEL)?);
+            }
+            if let Some(p) = slot {
+                input.read_slice(&mut p[at..at + n])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Zeroes all of it (frees every page).
+    pub(crate) fn clear(&mut self) {
+        for slot in self.pages.iter_mut() {
+            *slot = None;
+        }
+    }
+}
