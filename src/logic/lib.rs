@@ -4,6 +4,7 @@
 //! unit tests of the same files the kernel module includes as `mod logic`.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 #[cfg(test)]
 extern crate std;
