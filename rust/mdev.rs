@@ -118,9 +118,12 @@ impl<T: Driver> Registration<T> {
     ) -> impl PinInit<Self, Error> {
         build_assert!(T::TYPE_COUNT <= MAX_TYPES);
         try_pin_init!(Self {
-            driver <- Opaque::try_ffi_init(move |slot: *mut bindings::mdev_driver| {
-                // SAFETY: `slot` is valid for writes; all-zero is a valid
-                // `mdev_driver` (NULL pointers, no callbacks).
+            // Only filled in here: registering happens in `pin_chain` below,
+            // after every field is initialised, so no failing initialiser
+            // can free a registered driver.
+            driver <- Opaque::ffi_init(move |slot: *mut bindings::mdev_driver| {
+                // SAFETY: `slot` is valid for writes; the rest of the
+                // structure is zero (NULL pointers, no callbacks).
                 unsafe {
                     slot.write(bindings::mdev_driver {
                         device_api: bindings::VFIO_DEVICE_API_PCI_STRING.as_ptr().cast(),
@@ -134,9 +137,6 @@ impl<T: Driver> Registration<T> {
                     (*slot).driver.name = T::NAME.as_char_ptr();
                     (*slot).driver.owner = module.as_ptr();
                 }
-                // SAFETY: `slot` is a fully initialised mdev_driver that is
-                // pinned (inside the pinned registration).
-                to_result(unsafe { bindings::mdev_register_driver(slot) })
             }),
             parent: Opaque::uninit(),
             types: [const { Opaque::<bindings::mdev_type>::zeroed() }; MAX_TYPES],
@@ -159,6 +159,9 @@ impl<T: Driver> Registration<T> {
                 }
                 this.type_ptrs[i] = t;
             }
+            // SAFETY: the driver is fully initialised and pinned (inside
+            // the pinned registration).
+            to_result(unsafe { bindings::mdev_register_driver(this.driver.get()) })?;
             // SAFETY: `parent_dev` is a live device owned by `this`, the
             // driver is registered, the mdev_parent and the types are pinned
             // and outlive the registration (unregistered in `drop`).
@@ -172,7 +175,7 @@ impl<T: Driver> Registration<T> {
                 )
             });
             if let Err(e) = ret {
-                // SAFETY: registered by the `driver` initialiser above.
+                // SAFETY: registered above.
                 unsafe { bindings::mdev_unregister_driver(this.driver.get()) };
                 return Err(e);
             }
