@@ -11,6 +11,9 @@
 #include <linux/vfio.h>
 #include <linux/mdev.h>
 #include <linux/iommufd.h>
+#include <linux/eventfd.h>
+#include <linux/debugfs.h>
+#include <linux/workqueue.h>
 
 #include "helpers.h"
 
@@ -24,3 +27,6 @@ static const unsigned int MBLIT_VFIO_DEVICE_GET_IRQ_INFO = VFIO_DEVICE_GET_IRQ_I
 static const unsigned int MBLIT_VFIO_DEVICE_SET_IRQS = VFIO_DEVICE_SET_IRQS;
 static const unsigned int MBLIT_VFIO_DEVICE_RESET = VFIO_DEVICE_RESET;
 static const unsigned int MBLIT_VFIO_MIG_GET_PRECOPY_INFO = VFIO_MIG_GET_PRECOPY_INFO;
+
+static const int MBLIT_IOMMU_READ = IOMMU_READ;
+static const int MBLIT_IOMMU_WRITE = IOMMU_WRITE;

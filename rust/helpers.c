@@ -2,7 +2,10 @@
 /*
  * C helpers for mblit's Rust layer.
  */
+#include <linux/eventfd.h>
+#include <linux/highmem.h>
 #include <linux/stddef.h>
+#include <linux/workqueue.h>
 #include <linux/vfio.h>
 #include <linux/mdev.h>
 
@@ -18,4 +21,34 @@ void mblit_c_layout(struct mblit_c_layout *l)
 	l->mdev_parent_size = sizeof(struct mdev_parent);
 	l->mdev_driver_size = sizeof(struct mdev_driver);
 	l->mdev_driver_driver_offset = offsetof(struct mdev_driver, driver);
+}
+
+/* Copies out of / into a page the engine has pinned (highmem-safe). */
+void mblit_page_read(struct page *page, size_t offset, void *dst, size_t len)
+{
+	memcpy_from_page(dst, page, offset, len);
+}
+
+void mblit_page_write(struct page *page, size_t offset, const void *src,
+		      size_t len)
+{
+	memcpy_to_page(page, offset, src, len);
+}
+
+/* INIT_WORK is a macro with a static lock class per call site. */
+void mblit_init_work(struct work_struct *work,
+		     void (*func)(struct work_struct *work))
+{
+	INIT_WORK(work, func);
+}
+
+/* Commands can run for milliseconds: use the unbound workqueue. */
+bool mblit_queue_work(struct work_struct *work)
+{
+	return queue_work(system_dfl_wq, work);
+}
+
+void mblit_eventfd_signal(struct eventfd_ctx *ctx)
+{
+	eventfd_signal(ctx);
 }

@@ -32,4 +32,16 @@ struct mblit_c_layout {
 
 void mblit_c_layout(struct mblit_c_layout *layout);
 
+struct page;
+struct work_struct;
+struct eventfd_ctx;
+
+void mblit_page_read(struct page *page, size_t offset, void *dst, size_t len);
+void mblit_page_write(struct page *page, size_t offset, const void *src,
+		      size_t len);
+void mblit_init_work(struct work_struct *work,
+		     void (*func)(struct work_struct *work));
+bool mblit_queue_work(struct work_struct *work);
+void mblit_eventfd_signal(struct eventfd_ctx *ctx);
+
 #endif /* MBLIT_RUST_HELPERS_H */

@@ -9,6 +9,8 @@
 
 pub(crate) mod bindings;
 pub(crate) mod class;
+pub(crate) mod debugfs;
+pub(crate) mod eventfd;
 pub(crate) mod mdev;
 pub(crate) mod vfio;
 

@@ -50,6 +50,10 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
     /// The user unmapped `[iova, iova + length)`: every page pinned in the
     /// range must be unpinned before this returns.
     fn dma_unmap(_dev: &Device<Self>, _iova: u64, _length: u64) {}
+
+    /// The device's work item ran (see [`Device::queue_work`]); process
+    /// context, may sleep.
+    fn work(_dev: &Device<Self>) {}
 }
 
 /// What `VFIO_DEVICE_GET_REGION_INFO` reports for one region.
@@ -73,6 +77,7 @@ pub(crate) struct RegionInfo {
 #[repr(C)]
 pub(crate) struct Device<T: Ops> {
     vdev: Opaque<bindings::vfio_device>,
+    work: Opaque<bindings::work_struct>,
     live: bool,
     data: MaybeUninit<T>,
 }
@@ -101,6 +106,9 @@ impl<T: Ops> Device<T> {
             )
         })?;
         let this = raw.cast::<Device<T>>();
+        // SAFETY: `work` is ours to initialise; it is cancelled before the
+        // device is freed (`Registration::drop`).
+        unsafe { bindings::mblit_init_work((*this).work.get(), Some(VTable::<T>::work)) };
         // SAFETY: `this` is a zeroed allocation of `Device<T>` that nobody
         // else uses yet; `data` is pinned there until `release`.
         let ret = unsafe { pin_init::raw_try_init((*this).data.as_mut_ptr(), init) };
@@ -137,7 +145,107 @@ impl<T: Ops> Device<T> {
         // SAFETY: `vdev` is the first field of a `#[repr(C)]` `Device<T>`.
         unsafe { &*vdev.cast::<Self>() }
     }
+
+    /// Queues the device's work item (which calls [`Ops::work`]) unless it
+    /// is already queued. Returns whether it was queued now.
+    pub(crate) fn queue_work(&self) -> bool {
+        // SAFETY: `work` was initialised at registration and is cancelled
+        // before the device is freed.
+        unsafe { bindings::mblit_queue_work(self.work.get()) }
+    }
+
+    /// Waits until the work item, if queued or running, has finished.
+    pub(crate) fn flush_work(&self) {
+        // SAFETY: as in `queue_work`.
+        unsafe { bindings::flush_work(self.work.get()) };
+    }
+
+    /// Pins the guest page at `iova` (page aligned) for device access;
+    /// `write` if the device will write it.
+    pub(crate) fn pin_page(&self, iova: u64, write: bool) -> Result<PinnedPage> {
+        if iova % kernel::page::PAGE_SIZE as u64 != 0 {
+            return Err(EINVAL);
+        }
+        let prot = bindings::MBLIT_IOMMU_READ
+            | if write {
+                bindings::MBLIT_IOMMU_WRITE
+            } else {
+                0
+            };
+        let mut page: *mut bindings::page = core::ptr::null_mut();
+        // SAFETY: the device is registered and opened by a user (the
+        // driver pins only while it is); one page is pinned into `page`.
+        let n = unsafe { bindings::vfio_pin_pages(self.raw(), iova, 1, prot, &mut page) };
+        to_result(n)?;
+        if n != 1 || page.is_null() {
+            return Err(EFAULT);
+        }
+        // INVARIANT: one page pinned at `iova`.
+        Ok(PinnedPage {
+            vdev: self.raw(),
+            iova,
+            page,
+        })
+    }
 }
+
+/// One guest page pinned through `vfio_pin_pages()`; unpinned on drop.
+///
+/// The driver must drop every pinned page before its device is closed
+/// (`Ops::close`), as the VFIO core requires.
+///
+/// # Invariants
+///
+/// `page` is pinned at `iova` for `vdev`, which outlives it.
+pub(crate) struct PinnedPage {
+    vdev: *mut bindings::vfio_device,
+    iova: u64,
+    page: *mut bindings::page,
+}
+
+impl PinnedPage {
+    /// The page's IOVA.
+    pub(crate) fn iova(&self) -> u64 {
+        self.iova
+    }
+
+    fn check(offset: usize, len: usize) -> Result {
+        match offset.checked_add(len) {
+            Some(end) if end <= kernel::page::PAGE_SIZE => Ok(()),
+            _ => Err(EINVAL),
+        }
+    }
+
+    /// Copies `out.len()` bytes at `offset` in the page into `out`.
+    pub(crate) fn read(&self, offset: usize, out: &mut [u8]) -> Result {
+        Self::check(offset, out.len())?;
+        // SAFETY: the page is pinned (type invariant) and the range is
+        // inside it (checked); `out` is valid for writes of its length.
+        unsafe { bindings::mblit_page_read(self.page, offset, out.as_mut_ptr().cast(), out.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` into the page at `offset`.
+    pub(crate) fn write(&self, offset: usize, data: &[u8]) -> Result {
+        Self::check(offset, data.len())?;
+        // SAFETY: as in `read`; `data` is valid for reads.
+        unsafe { bindings::mblit_page_write(self.page, offset, data.as_ptr().cast(), data.len()) };
+        Ok(())
+    }
+}
+
+impl Drop for PinnedPage {
+    fn drop(&mut self) {
+        // SAFETY: pinned at `iova` for `vdev` (type invariant).
+        unsafe { bindings::vfio_unpin_pages(self.vdev, self.iova, 1) };
+    }
+}
+
+// SAFETY: a pinned page may be accessed and unpinned from any thread.
+unsafe impl Send for PinnedPage {}
+// SAFETY: `&PinnedPage` copies through a kernel mapping; concurrent copies
+// are no more racy than the DMA they emulate.
+unsafe impl Sync for PinnedPage {}
 
 impl<T: Ops> Deref for Device<T> {
     type Target = T;
@@ -178,10 +286,12 @@ impl<T: Ops> Drop for Registration<T> {
     fn drop(&mut self) {
         let raw = self.raw();
         // SAFETY: registered (type invariant). Unregistering waits until
-        // every user has closed the device; then our reference is dropped,
-        // which calls `release` once the last one is gone.
+        // every user has closed the device; then nothing queues the work
+        // item any more, and it is cancelled before our reference is
+        // dropped, which calls `release` once the last one is gone.
         unsafe {
             bindings::vfio_unregister_group_dev(raw);
+            bindings::cancel_work_sync(self.work.get());
             bindings::put_device(&raw mut (*raw).device);
         }
     }
@@ -324,6 +434,20 @@ impl<T: Ops> VTable<T> {
         })
     }
 
+    unsafe extern "C" fn work(work: *mut bindings::work_struct) {
+        // SAFETY: the work item is the `work` field of a registered
+        // `Device<T>` (only `register` initialises it, and it is cancelled
+        // before the device is freed).
+        let dev = unsafe {
+            &*kernel::container_of!(
+                work.cast::<Opaque<bindings::work_struct>>(),
+                Device<T>,
+                work
+            )
+        };
+        T::work(dev);
+    }
+
     unsafe extern "C" fn dma_unmap(vdev: *mut bindings::vfio_device, iova: u64, length: u64) {
         // SAFETY: as in `open_device`.
         T::dma_unmap(unsafe { Device::<T>::from_raw(vdev) }, iova, length);
@@ -338,6 +462,10 @@ pub(crate) mod ioctl {
     pub(crate) const DEVICE_GET_INFO: u32 = bindings::MBLIT_VFIO_DEVICE_GET_INFO;
     /// `VFIO_DEVICE_RESET`.
     pub(crate) const DEVICE_RESET: u32 = bindings::MBLIT_VFIO_DEVICE_RESET;
+    /// `VFIO_DEVICE_GET_IRQ_INFO`.
+    pub(crate) const DEVICE_GET_IRQ_INFO: u32 = bindings::MBLIT_VFIO_DEVICE_GET_IRQ_INFO;
+    /// `VFIO_DEVICE_SET_IRQS`.
+    pub(crate) const DEVICE_SET_IRQS: u32 = bindings::MBLIT_VFIO_DEVICE_SET_IRQS;
 }
 
 /// uAPI flag and count values a driver reports.
@@ -360,6 +488,32 @@ pub(crate) mod uapi {
     pub(crate) const PCI_BAR0_REGION_INDEX: u32 = bindings::VFIO_PCI_BAR0_REGION_INDEX;
     /// `VFIO_PCI_BAR2_REGION_INDEX`.
     pub(crate) const PCI_BAR2_REGION_INDEX: u32 = bindings::VFIO_PCI_BAR2_REGION_INDEX;
+    /// `VFIO_PCI_NUM_IRQS`.
+    pub(crate) const PCI_NUM_IRQS: u32 = bindings::VFIO_PCI_NUM_IRQS;
+    /// `VFIO_PCI_INTX_IRQ_INDEX`.
+    pub(crate) const PCI_INTX_IRQ_INDEX: u32 = bindings::VFIO_PCI_INTX_IRQ_INDEX;
+    /// `VFIO_PCI_MSI_IRQ_INDEX`.
+    pub(crate) const PCI_MSI_IRQ_INDEX: u32 = bindings::VFIO_PCI_MSI_IRQ_INDEX;
+    /// `VFIO_IRQ_INFO_EVENTFD`.
+    pub(crate) const IRQ_INFO_EVENTFD: u32 = bindings::VFIO_IRQ_INFO_EVENTFD;
+    /// `VFIO_IRQ_INFO_MASKABLE`.
+    pub(crate) const IRQ_INFO_MASKABLE: u32 = bindings::VFIO_IRQ_INFO_MASKABLE;
+    /// `VFIO_IRQ_INFO_AUTOMASKED`.
+    pub(crate) const IRQ_INFO_AUTOMASKED: u32 = bindings::VFIO_IRQ_INFO_AUTOMASKED;
+    /// `VFIO_IRQ_INFO_NORESIZE`.
+    pub(crate) const IRQ_INFO_NORESIZE: u32 = bindings::VFIO_IRQ_INFO_NORESIZE;
+    /// `VFIO_IRQ_SET_DATA_NONE`.
+    pub(crate) const IRQ_SET_DATA_NONE: u32 = bindings::VFIO_IRQ_SET_DATA_NONE;
+    /// `VFIO_IRQ_SET_DATA_BOOL`.
+    pub(crate) const IRQ_SET_DATA_BOOL: u32 = bindings::VFIO_IRQ_SET_DATA_BOOL;
+    /// `VFIO_IRQ_SET_DATA_EVENTFD`.
+    pub(crate) const IRQ_SET_DATA_EVENTFD: u32 = bindings::VFIO_IRQ_SET_DATA_EVENTFD;
+    /// `VFIO_IRQ_SET_ACTION_MASK`.
+    pub(crate) const IRQ_SET_ACTION_MASK: u32 = bindings::VFIO_IRQ_SET_ACTION_MASK;
+    /// `VFIO_IRQ_SET_ACTION_UNMASK`.
+    pub(crate) const IRQ_SET_ACTION_UNMASK: u32 = bindings::VFIO_IRQ_SET_ACTION_UNMASK;
+    /// `VFIO_IRQ_SET_ACTION_TRIGGER`.
+    pub(crate) const IRQ_SET_ACTION_TRIGGER: u32 = bindings::VFIO_IRQ_SET_ACTION_TRIGGER;
 }
 
 /// Reads a user ioctl argument that starts with a `u32 argsz`, the VFIO
@@ -378,6 +532,14 @@ pub(crate) fn read_arg<const N: usize>(arg: UserPtr, min: usize) -> Result<([u8;
         return Err(EINVAL);
     }
     Ok((buf, argsz))
+}
+
+/// Reads `len` bytes at `offset` of a user ioctl argument (the data that
+/// follows a fixed header, e.g. `vfio_irq_set.data`) into `out`.
+pub(crate) fn read_arg_tail(arg: UserPtr, offset: usize, out: &mut [u8]) -> Result {
+    UserSlice::new(arg.wrapping_byte_add(offset), out.len())
+        .reader()
+        .read_slice(out)
 }
 
 /// Writes `data` back to a user ioctl argument.

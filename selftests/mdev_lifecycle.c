@@ -59,9 +59,8 @@ static const struct mdev_parent_spec mblit_parent = {
 	.small = 0,
 	.has_description = true,
 	.device_flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET,
-	/* Interrupts come with the engine (issue 3). */
 	.num_regions = VFIO_PCI_NUM_REGIONS,
-	.num_irqs = 0,
+	.num_irqs = VFIO_PCI_NUM_IRQS,
 };
 
 static const struct mdev_parent_spec mtty_parent = {

@@ -2,20 +2,40 @@
 
 //! One mblit mdev as a VFIO device: routes each VFIO call to the part of
 //! the device it belongs to (config space, BAR0 registers, BAR2 device
-//! memory), as `docs/device.md` specifies.
+//! memory, interrupts, the engine), as `docs/device.md` specifies.
 //!
 //! # Locks
 //!
-//! `state` (a mutex, may sleep) guards config space, registers and device
-//! memory. User copies happen under it; nothing else is taken inside it.
+//! - `state` (mutex): config space, registers, device memory, interrupt
+//!   state, the validated ring and the error latch. User copies of region
+//!   accesses happen under it.
+//! - `pins` (mutex): the record of pinned guest pages (`pins.rs`); taken by
+//!   the engine around each guest access and by `dma_unmap`, which the
+//!   IOMMU back-end calls with its own locks ordered before it (type1:
+//!   `device_list_lock`); pinning under it takes the back-end's locks after
+//!   it.
+//!
+//! The two are never held together. The engine's work item takes either;
+//! paths that must see the engine stopped (disable, reset, close) drop
+//! `state` and then flush the work item.
 
 use crate::{
-    kapi::vfio::{self, ioctl, uapi, Device, RegionInfo},
+    engine::Completion,
+    irq::{self, Irq},
+    kapi::{
+        debugfs::{Counters, Dir},
+        vfio::{self, ioctl, uapi, Device, RegionInfo},
+    },
     logic::{
         config_space::{ConfigSpace, CONFIG_SIZE},
-        regs::{self, Reg, RegFile, BAR0_SIZE, CTRL_ENABLE, CTRL_RESET},
+        desc::Ring,
+        regs::{
+            self, status_value, ErrorCode, Reg, RegFile, BAR0_SIZE, CTRL_ENABLE, CTRL_RESET,
+            INT_ALL, INT_ERROR, INT_FENCE,
+        },
         types::TYPES,
     },
+    pins::{EngineError, Pins},
     vram::Vram,
 };
 use kernel::{
@@ -29,66 +49,315 @@ use kernel::{
 /// vfio-pci convention).
 const REGION_SHIFT: u32 = 40;
 
+/// debugfs counters, in this order.
+const COUNTER_NAMES: [&CStr; 5] = [
+    c"commands",
+    c"bytes",
+    c"pinned_pages",
+    c"pin_budget",
+    c"errors",
+];
+const C_COMMANDS: usize = 0;
+const C_BYTES: usize = 1;
+const C_PINNED: usize = 2;
+const C_BUDGET: usize = 3;
+const C_ERRORS: usize = 4;
+
 /// The emulated parts of the device, guarded by [`MblitDevice::state`].
 struct State {
     config: ConfigSpace,
     regs: RegFile,
     vram: Vram,
+    irq: Irq,
+    /// The ring validated when `ENABLE` was set.
+    ring: Option<Ring>,
+    /// The error the engine stopped on, until a reset.
+    error: Option<ErrorCode>,
+    /// Error stops since creation (debugfs).
+    errors: u64,
 }
 
 impl State {
-    /// A BAR0 write of `data` (right-aligned, `width` bytes) at `offset`.
-    fn write_reg(&mut self, offset: u64, width: usize, data: u64) -> Result {
-        let acc = regs::decode(offset, width).map_err(|_| EINVAL)?;
-        match acc.info.reg {
-            Reg::Ctrl if acc.written(data) & u64::from(CTRL_RESET) != 0 => {
-                // Engine reset: every register back to its reset value.
-                self.regs.reset();
-            }
-            Reg::RingBase | Reg::RingSize
-                if self.regs.get(Reg::Ctrl) & u64::from(CTRL_ENABLE) != 0 =>
-            {
-                // Ignored while the ring is enabled.
-            }
-            _ => {
-                self.regs.write(&acc, data);
-            }
-        }
-        Ok(())
+    fn enabled(&self) -> bool {
+        self.regs.get(Reg::Ctrl) & u64::from(CTRL_ENABLE) != 0
     }
 
-    /// Device reset (`VFIO_DEVICE_RESET`).
-    fn reset(&mut self) {
+    /// The next command, if the engine may run one: `(ring, head)`.
+    fn next_command(&mut self) -> Option<(Ring, u32)> {
+        if !self.enabled() || !self.config.bus_master() || self.error.is_some() {
+            return None;
+        }
+        let ring = self.ring?;
+        let head = self.regs.get(Reg::RingHead) as u32;
+        let tail = self.regs.get(Reg::RingTail) as u32;
+        match ring.pending(head, tail) {
+            Ok(0) => None,
+            Ok(_) => Some((ring, head)),
+            Err(code) => {
+                self.fail(code, u64::from(tail));
+                None
+            }
+        }
+    }
+
+    /// Recomputes `STATUS` and the interrupt; `events` are sources that
+    /// fired just now.
+    fn sync(&mut self, events: u32) {
+        let head = self.regs.get(Reg::RingHead);
+        let tail = self.regs.get(Reg::RingTail);
+        let busy = self.enabled() && self.error.is_none() && head != tail;
+        self.regs
+            .set(Reg::Status, u64::from(status_value(busy, self.error)));
+        let status = self.regs.get(Reg::IntStatus) as u32;
+        let unmasked = status & !(self.regs.get(Reg::IntMask) as u32) & INT_ALL;
+        let events = events & !(self.regs.get(Reg::IntMask) as u32);
+        self.irq.update(&mut self.config, unmasked != 0, events);
+    }
+
+    /// Raises interrupt sources `bits` in `INT_STATUS`.
+    fn raise(&mut self, bits: u32) {
+        let s = self.regs.get(Reg::IntStatus) | u64::from(bits);
+        self.regs.set(Reg::IntStatus, s);
+        self.sync(bits);
+    }
+
+    /// Stops the engine on `code` at the current head.
+    fn fail(&mut self, code: ErrorCode, addr: u64) {
+        self.error = Some(code);
+        self.errors += 1;
+        let head = self.regs.get(Reg::RingHead);
+        self.regs.set(Reg::ErrIndex, head);
+        self.regs.set(Reg::ErrAddr, addr);
+        self.raise(INT_ERROR);
+    }
+
+    /// Engine reset: registers, ring, error and interrupt state.
+    fn reset_engine(&mut self) {
         self.regs.reset();
-        self.config.reset();
-        self.vram.clear();
+        self.ring = None;
+        self.error = None;
+        self.irq.reset();
+        self.sync(0);
     }
 }
 
 /// The driver data of one mblit VFIO device.
 #[pin_data]
 pub(crate) struct MblitDevice {
-    type_index: usize,
+    vram_size: u64,
     #[pin]
     state: Mutex<State>,
+    #[pin]
+    pub(crate) pins: Mutex<Pins>,
+    #[pin]
+    counters: Counters<5>,
 }
 
 impl MblitDevice {
-    /// A device of mdev type `type_index`, in its reset state.
-    pub(crate) fn new(type_index: usize) -> impl PinInit<Self, Error> {
+    /// A device of mdev type `type_index` named `name`, in its reset state,
+    /// with a pin budget of `pin_budget` pages and its counters in
+    /// `debugfs/<name>` under `debug_root`.
+    pub(crate) fn new(
+        type_index: usize,
+        pin_budget: u32,
+        debug_root: &Dir,
+        name: &CStr,
+    ) -> impl PinInit<Self, Error> {
         let ty = TYPES.get(type_index).copied();
+        // Creates the debugfs directory now, so the initialiser borrows
+        // nothing.
+        let counters = Counters::new(debug_root, name, &COUNTER_NAMES);
         try_pin_init!(Self {
-            type_index,
+            vram_size: ty.map_or(0, |t| t.vram_bytes()),
             state <- {
                 let ty = ty.ok_or(EINVAL)?;
                 let state = State {
                     config: ConfigSpace::new(ty.vram_bytes(), ty.vram_mib as u16),
                     regs: RegFile::new(),
                     vram: Vram::new(ty.vram_bytes())?,
+                    irq: Irq::default(),
+                    ring: None,
+                    error: None,
+                    errors: 0,
                 };
                 new_mutex!(state, "mblit_state")
             },
+            pins <- new_mutex!(Pins::new(pin_budget), "mblit_pins"),
+            counters <- counters,
         })
+        .pin_chain(move |this| {
+            this.counters.set(C_BUDGET, u64::from(pin_budget));
+            Ok(())
+        })
+    }
+
+    /// Device memory size in bytes.
+    pub(crate) fn vram_size(&self) -> u64 {
+        self.vram_size
+    }
+
+    /// Reads device memory for the engine.
+    pub(crate) fn vram_read(&self, offset: u64, out: &mut [u8]) -> Result {
+        self.state.lock().vram.read_into(offset, out)
+    }
+
+    /// Writes device memory for the engine.
+    pub(crate) fn vram_write(&self, offset: u64, data: &[u8]) -> Result {
+        self.state.lock().vram.write_from(offset, data)
+    }
+
+    /// The next command the engine may run.
+    pub(crate) fn next_command(&self) -> Option<(Ring, u32)> {
+        self.state.lock().next_command()
+    }
+
+    /// Records the outcome of the command at `head`.
+    pub(crate) fn finish_command(
+        &self,
+        head: u32,
+        result: core::result::Result<Completion, EngineError>,
+    ) {
+        self.update_pin_count();
+        let mut st = self.state.lock();
+        match result {
+            Ok(done) => {
+                let mut events = 0;
+                if let Some((value, irq)) = done.fence {
+                    st.regs.set(Reg::FenceLast, value);
+                    if irq {
+                        events = INT_FENCE;
+                    }
+                }
+                let bytes = st.regs.get(Reg::ByteCount).wrapping_add(done.bytes);
+                st.regs.set(Reg::ByteCount, bytes);
+                let cmds = st.regs.get(Reg::CmdCount).wrapping_add(1);
+                st.regs.set(Reg::CmdCount, cmds);
+                st.regs.set(Reg::RingHead, u64::from(head.wrapping_add(1)));
+                self.counters.add(C_COMMANDS, 1);
+                self.counters.add(C_BYTES, done.bytes);
+                if events != 0 {
+                    st.raise(events);
+                } else {
+                    st.sync(0);
+                }
+            }
+            Err((code, addr)) => st.fail(code, addr),
+        }
+        self.counters.set(C_ERRORS, st.errors);
+    }
+
+    /// The engine's work item found nothing more to run: unless the ring is
+    /// still live (enabled, no error), its pages are no longer needed.
+    pub(crate) fn engine_idle(&self) {
+        let st = self.state.lock();
+        let live = st.enabled() && st.error.is_none();
+        self.counters.set(C_ERRORS, st.errors);
+        drop(st);
+        if !live {
+            self.release_pins();
+        }
+    }
+
+    fn update_pin_count(&self) {
+        let n = self.pins.lock().count();
+        self.counters.set(C_PINNED, n as u64);
+    }
+
+    fn release_pins(&self) {
+        self.pins.lock().release_all();
+        self.counters.set(C_PINNED, 0);
+    }
+
+    /// Makes sure the engine has stopped: waits for the command in
+    /// progress, then drops every pin. The caller has made the engine
+    /// unable to start another command (e.g. cleared `ENABLE`).
+    fn quiesce(dev: &Device<Self>) {
+        dev.flush_work();
+        dev.release_pins();
+    }
+
+    /// Device reset (`VFIO_DEVICE_RESET`).
+    fn reset(dev: &Device<Self>) {
+        {
+            let mut st = dev.state.lock();
+            st.regs.set(Reg::Ctrl, 0);
+        }
+        Self::quiesce(dev);
+        let mut st = dev.state.lock();
+        st.reset_engine();
+        st.config.reset();
+        st.vram.clear();
+        st.sync(0);
+    }
+
+    /// A BAR0 write of `data` (right-aligned, `width` bytes) at `offset`.
+    fn write_reg(dev: &Device<Self>, offset: u64, width: usize, data: u64) -> Result {
+        let acc = regs::decode(offset, width).map_err(|_| EINVAL)?;
+        let mut st = dev.state.lock();
+        let was_enabled = st.enabled();
+        match acc.info.reg {
+            Reg::Ctrl if acc.written(data) & u64::from(CTRL_RESET) != 0 => {
+                // Engine reset: the command in progress finishes first.
+                st.regs.set(Reg::Ctrl, 0);
+                drop(st);
+                Self::quiesce(dev);
+                dev.state.lock().reset_engine();
+                return Ok(());
+            }
+            Reg::RingBase | Reg::RingSize if was_enabled => {
+                // Ignored while the ring is enabled.
+            }
+            Reg::IntMask => {
+                let old = st.regs.get(Reg::IntMask) as u32;
+                let new = st.regs.write(&acc, data) as u32;
+                // Unmasking a source whose status is set signals MSI once.
+                let status = st.regs.get(Reg::IntStatus) as u32;
+                st.sync(old & !new & status);
+            }
+            _ => {
+                st.regs.write(&acc, data);
+                if acc.info.reg == Reg::Ctrl && !was_enabled && st.enabled() {
+                    let base = st.regs.get(Reg::RingBase);
+                    let size = st.regs.get(Reg::RingSize) as u32;
+                    match Ring::new(base, size) {
+                        Ok(ring) => st.ring = Some(ring),
+                        Err(code) => {
+                            st.ring = None;
+                            st.fail(code, base);
+                            dev.counters.set(C_ERRORS, st.errors);
+                        }
+                    }
+                }
+                st.sync(0);
+            }
+        }
+        let runnable = st.next_command().is_some();
+        let stopped = was_enabled && !st.enabled();
+        drop(st);
+        if runnable {
+            dev.queue_work();
+        } else if stopped {
+            Self::quiesce(dev);
+        }
+        Ok(())
+    }
+
+    /// A config space write: bus master and INTx disable affect the engine
+    /// and the interrupt.
+    fn write_config(dev: &Device<Self>, offset: u64, data: &[u8]) -> Result {
+        let mut st = dev.state.lock();
+        let was_master = st.config.bus_master();
+        st.config.write(offset, data).map_err(|_| EINVAL)?;
+        st.sync(0);
+        let runnable = st.next_command().is_some();
+        let stopped = was_master && !st.config.bus_master();
+        drop(st);
+        if runnable {
+            dev.queue_work();
+        } else if stopped {
+            dev.flush_work();
+        }
+        Ok(())
     }
 
     /// `VFIO_DEVICE_GET_INFO`.
@@ -100,7 +369,20 @@ impl MblitDevice {
         let flags = uapi::DEVICE_FLAGS_PCI | uapi::DEVICE_FLAGS_RESET;
         info[4..8].copy_from_slice(&flags.to_ne_bytes());
         info[8..12].copy_from_slice(&uapi::PCI_NUM_REGIONS.to_ne_bytes());
-        info[12..16].copy_from_slice(&0u32.to_ne_bytes());
+        info[12..16].copy_from_slice(&uapi::PCI_NUM_IRQS.to_ne_bytes());
+        vfio::write_arg(arg, &info)?;
+        Ok(0)
+    }
+
+    /// `VFIO_DEVICE_GET_IRQ_INFO`.
+    fn get_irq_info(arg: UserPtr) -> Result<isize> {
+        // struct vfio_irq_info: argsz, flags, index, count.
+        const MINSZ: usize = 16;
+        let (mut info, _argsz) = vfio::read_arg::<MINSZ>(arg, MINSZ)?;
+        let index = u32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
+        let (count, flags) = irq::info(index)?;
+        info[4..8].copy_from_slice(&flags.to_ne_bytes());
+        info[12..16].copy_from_slice(&count.to_ne_bytes());
         vfio::write_arg(arg, &info)?;
         Ok(0)
     }
@@ -112,6 +394,16 @@ fn split(pos: u64) -> (u64, u64) {
 }
 
 impl vfio::Ops for MblitDevice {
+    fn close(dev: &Device<Self>) {
+        // Stop the engine, drop every pin and interrupt trigger: nothing
+        // of this user may stay reachable once the device is closed.
+        dev.state.lock().regs.set(Reg::Ctrl, 0);
+        Self::quiesce(dev);
+        let mut st = dev.state.lock();
+        st.irq.clear();
+        st.sync(0);
+    }
+
     fn read(dev: &Device<Self>, out: &mut UserSliceWriter, pos: u64) -> Result<usize> {
         let (index, offset) = split(pos);
         let len = out.len();
@@ -137,22 +429,21 @@ impl vfio::Ops for MblitDevice {
     fn write(dev: &Device<Self>, input: &mut UserSliceReader, pos: u64) -> Result<usize> {
         let (index, offset) = split(pos);
         let len = input.len();
-        let mut state = dev.state.lock();
         match u32::try_from(index).map_err(|_| EINVAL)? {
             uapi::PCI_CONFIG_REGION_INDEX => {
                 let mut buf = [0u8; CONFIG_SIZE as usize];
                 let buf = buf.get_mut(..len).ok_or(EINVAL)?;
                 input.read_slice(buf)?;
-                state.config.write(offset, buf).map_err(|_| EINVAL)?;
+                Self::write_config(dev, offset, buf)?;
             }
             uapi::PCI_BAR0_REGION_INDEX => {
                 // Validate before copying, so a bad access reads nothing.
                 regs::decode(offset, len).map_err(|_| EINVAL)?;
                 let mut bytes = [0u8; 8];
                 input.read_slice(&mut bytes[..len])?;
-                state.write_reg(offset, len, u64::from_le_bytes(bytes))?;
+                Self::write_reg(dev, offset, len, u64::from_le_bytes(bytes))?;
             }
-            uapi::PCI_BAR2_REGION_INDEX => state.vram.write(offset, len, input)?,
+            uapi::PCI_BAR2_REGION_INDEX => dev.state.lock().vram.write(offset, len, input)?,
             _ => return Err(EINVAL),
         }
         Ok(len)
@@ -163,7 +454,7 @@ impl vfio::Ops for MblitDevice {
         let size = match index {
             uapi::PCI_CONFIG_REGION_INDEX => u64::from(CONFIG_SIZE),
             uapi::PCI_BAR0_REGION_INDEX => u64::from(BAR0_SIZE),
-            uapi::PCI_BAR2_REGION_INDEX => dev.state.lock().vram.size(),
+            uapi::PCI_BAR2_REGION_INDEX => dev.vram_size,
             i if i < uapi::PCI_NUM_REGIONS => 0,
             _ => return Err(EINVAL),
         };
@@ -178,11 +469,29 @@ impl vfio::Ops for MblitDevice {
     fn ioctl(dev: &Device<Self>, cmd: u32, arg: UserPtr) -> Result<isize> {
         match cmd {
             ioctl::DEVICE_GET_INFO => Self::get_info(arg),
+            ioctl::DEVICE_GET_IRQ_INFO => Self::get_irq_info(arg),
+            ioctl::DEVICE_SET_IRQS => {
+                let req = irq::parse_set(arg)?;
+                let mut st = dev.state.lock();
+                let st = &mut *st;
+                let pending = st.config.intx_pending();
+                st.irq.apply(req, &mut st.config, pending);
+                Ok(0)
+            }
             ioctl::DEVICE_RESET => {
-                dev.state.lock().reset();
+                Self::reset(dev);
                 Ok(0)
             }
             _ => Err(ENOTTY),
         }
+    }
+
+    fn dma_unmap(dev: &Device<Self>, iova: u64, length: u64) {
+        dev.pins.lock().unmap(iova, length);
+        dev.update_pin_count();
+    }
+
+    fn work(dev: &Device<Self>) {
+        Self::run_engine(dev);
     }
 }

@@ -9,6 +9,8 @@
 use kernel::prelude::*;
 
 mod device;
+mod engine;
+mod irq;
 #[path = "../rust/mod.rs"]
 mod kapi;
 // Its `pub` items are the host crate's API (src/logic/lib.rs); the module
@@ -16,6 +18,7 @@ mod kapi;
 #[allow(dead_code, unreachable_pub)]
 mod logic;
 mod parent;
+mod pins;
 mod vram;
 
 use kapi::{class::ClassDevice, mdev};
@@ -31,6 +34,10 @@ module! {
             default: 512,
             description: "Device memory all mblit mdevs may use together, in MiB",
         },
+        pin_budget: u32 {
+            default: 1024,
+            description: "Guest pages each mblit mdev may have pinned at once",
+        },
     },
 }
 
@@ -44,13 +51,14 @@ struct MblitModule {
 impl kernel::InPlaceModule for MblitModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let budget = module_parameters::mem_budget_mib.value();
+        let pin_budget = module_parameters::pin_budget.value();
         try_pin_init!(Self {
             mdev <- {
                 kapi::check_layout()?;
                 mdev::Registration::new(
                     module,
                     ClassDevice::new(c"mblit")?,
-                    parent::Parent::new(budget),
+                    parent::Parent::new(budget, pin_budget),
                 )
             },
         })

@@ -8,7 +8,7 @@
 
 use crate::{
     device::MblitDevice,
-    kapi::{mdev, vfio},
+    kapi::{debugfs::Dir, mdev, vfio},
     logic::types::{self, Budget, TYPES},
 };
 use kernel::{new_mutex, prelude::*, sync::Mutex};
@@ -25,13 +25,19 @@ pub(crate) struct Mdev {
 pub(crate) struct Parent {
     #[pin]
     budget: Mutex<Budget>,
+    pin_budget: u32,
+    /// `debugfs/mblit`, one directory per mdev below it.
+    debug_root: Dir,
 }
 
 impl Parent {
-    /// A parent with a device-memory budget of `budget_mib`.
-    pub(crate) fn new(budget_mib: u32) -> impl PinInit<Self, Error> {
+    /// A parent with a device-memory budget of `budget_mib` whose mdevs may
+    /// each pin `pin_budget` guest pages.
+    pub(crate) fn new(budget_mib: u32, pin_budget: u32) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             budget <- new_mutex!(Budget::new(budget_mib), "mblit_budget"),
+            pin_budget,
+            debug_root: Dir::new(c"mblit", None),
         })
     }
 }
@@ -51,17 +57,22 @@ impl mdev::Driver for Parent {
     fn probe(&self, mdev: &mdev::MdevDevice, type_index: usize) -> Result<KBox<Mdev>> {
         let ty = TYPES.get(type_index).ok_or(EINVAL)?;
         self.budget.lock().reserve(ty).map_err(|_| ENOSPC)?;
-        let created = vfio::Device::register(mdev.as_raw_device(), MblitDevice::new(type_index))
-            .and_then(|vfio| {
-                KBox::new(
-                    Mdev {
-                        _vfio: vfio,
-                        type_index,
-                    },
-                    GFP_KERNEL,
-                )
-                .map_err(Into::into)
-            });
+        let init = MblitDevice::new(
+            type_index,
+            self.pin_budget,
+            &self.debug_root,
+            mdev.device().name(),
+        );
+        let created = vfio::Device::register(mdev.as_raw_device(), init).and_then(|vfio| {
+            KBox::new(
+                Mdev {
+                    _vfio: vfio,
+                    type_index,
+                },
+                GFP_KERNEL,
+            )
+            .map_err(Into::into)
+        });
         match created {
             Ok(m) => {
                 dev_dbg!(

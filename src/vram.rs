@@ -34,11 +34,6 @@ impl Vram {
         Ok(Self { pages, size })
     }
 
-    /// Size in bytes.
-    pub(crate) fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Splits `[offset, offset + len)` into `(page, offset in page, bytes)`
     /// chunks, after checking that it is non-empty and inside the memory.
     fn chunks(
@@ -80,15 +75,44 @@ impl Vram {
     /// first write.
     pub(crate) fn write(&mut self, offset: u64, len: usize, input: &mut UserSliceReader) -> Result {
         for (page, at, n) in self.chunks(offset, len)? {
-            let slot = self.pages.get_mut(page).ok_or(EINVAL)?;
-            if slot.is_none() {
-                *slot = Some(KBox::init(pin_init::zeroed::<Page>(), GFP_KERNEL)?);
-            }
-            if let Some(p) = slot {
-                input.read_slice(&mut p[at..at + n])?;
-            }
+            let p = self.page_mut(page)?;
+            input.read_slice(&mut p[at..at + n])?;
         }
         Ok(())
+    }
+
+    /// Copies `out.len()` bytes at `offset` into `out` (for the engine).
+    pub(crate) fn read_into(&self, offset: u64, out: &mut [u8]) -> Result {
+        let mut done = 0;
+        for (page, at, n) in self.chunks(offset, out.len())? {
+            let dst = &mut out[done..done + n];
+            match self.pages.get(page).ok_or(EINVAL)? {
+                Some(p) => dst.copy_from_slice(&p[at..at + n]),
+                None => dst.fill(0),
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to `offset` (for the engine).
+    pub(crate) fn write_from(&mut self, offset: u64, data: &[u8]) -> Result {
+        let mut done = 0;
+        for (page, at, n) in self.chunks(offset, data.len())? {
+            let p = self.page_mut(page)?;
+            p[at..at + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Page `page`, allocated (zeroed) if it was never written.
+    fn page_mut(&mut self, page: usize) -> Result<&mut Page> {
+        let slot = self.pages.get_mut(page).ok_or(EINVAL)?;
+        if slot.is_none() {
+            *slot = Some(KBox::init(pin_init::zeroed::<Page>(), GFP_KERNEL)?);
+        }
+        slot.as_deref_mut().ok_or(ENOMEM)
     }
 
     /// Zeroes all of it (frees every page).
