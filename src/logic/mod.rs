@@ -9,5 +9,6 @@ pub mod config_space;
 pub mod desc;
 pub mod region;
 pub mod regs;
+pub mod state;
 pub mod types;
 pub mod uapi;

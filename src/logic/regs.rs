@@ -626,6 +626,18 @@ impl RegFile {
         Self { values }
     }
 
+    /// A register file holding exactly `values` (in [`REGS`] order), for
+    /// restoring a saved state. No write mask or size is applied: the
+    /// caller validates the values first (`state::decode` does).
+    pub const fn from_values(values: [u64; REGS.len()]) -> Self {
+        Self { values }
+    }
+
+    /// All register values, in [`REGS`] order, for saving them.
+    pub const fn values(&self) -> &[u64; REGS.len()] {
+        &self.values
+    }
+
     /// Resets every register.
     pub fn reset(&mut self) {
         *self = Self::new();
@@ -884,6 +896,17 @@ mod tests {
         assert_eq!(f.get(Reg::ByteCount), u64::MAX);
         f.reset();
         assert_eq!(f, RegFile::new());
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let mut f = RegFile::new();
+        f.set(Reg::CmdCount, 7);
+        f.set(Reg::Scratch3, u64::MAX);
+        let v = *f.values();
+        assert_eq!(v[Reg::CmdCount as usize], 7);
+        assert_eq!(v[Reg::Id as usize], u64::from(ID_MAGIC));
+        assert_eq!(RegFile::from_values(v), f);
     }
 
     #[test]
