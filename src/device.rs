@@ -29,25 +29,34 @@ use crate::{
     logic::{
         config_space::{ConfigSpace, CONFIG_SIZE},
         desc::Ring,
+        region::{self, Part, RunControl},
         regs::{
             self, status_value, ErrorCode, Reg, RegFile, BAR0_SIZE, CTRL_ENABLE, CTRL_RESET,
             INT_ALL, INT_ERROR, INT_FENCE,
         },
+        state::{self, DeviceState, PAGE},
         types::TYPES,
     },
     pins::{EngineError, Pins},
+    state_region::{self, StateRegion},
     vram::Vram,
 };
 use kernel::{
     new_mutex,
     prelude::*,
     sync::Mutex,
+    time::{delay::fsleep, Delta},
     uaccess::{UserSliceReader, UserSliceWriter},
 };
 
 /// Region offsets in the device file are `index << REGION_SHIFT` (the
 /// vfio-pci convention).
 const REGION_SHIFT: u32 = 40;
+
+/// How many milliseconds `dma_unmap` waits at most for the engine to
+/// release the pages of an unmapped range (it does so within one page copy
+/// unless it is itself waiting on the IOMMU back-end).
+const UNMAP_WAIT_MS: u32 = 2000;
 
 /// debugfs counters, in this order.
 const COUNTER_NAMES: [&CStr; 5] = [
@@ -75,6 +84,10 @@ struct State {
     error: Option<ErrorCode>,
     /// Error stops since creation (debugfs).
     errors: u64,
+    /// Run-control: false while stopped for migration.
+    running: bool,
+    /// The DEVICE_STATE region's snapshot and incoming state.
+    region: StateRegion,
 }
 
 impl State {
@@ -84,7 +97,7 @@ impl State {
 
     /// The next command, if the engine may run one: `(ring, head)`.
     fn next_command(&mut self) -> Option<(Ring, u32)> {
-        if !self.enabled() || !self.config.bus_master() || self.error.is_some() {
+        if !self.running || !self.enabled() || !self.config.bus_master() || self.error.is_some() {
             return None;
         }
         let ring = self.ring?;
@@ -145,6 +158,7 @@ impl State {
 #[pin_data]
 pub(crate) struct MblitDevice {
     vram_size: u64,
+    type_id: u32,
     #[pin]
     state: Mutex<State>,
     #[pin]
@@ -169,6 +183,7 @@ impl MblitDevice {
         let counters = Counters::new(debug_root, name, &COUNTER_NAMES);
         try_pin_init!(Self {
             vram_size: ty.map_or(0, |t| t.vram_bytes()),
+            type_id: ty.map_or(0, |t| t.vram_mib),
             state <- {
                 let ty = ty.ok_or(EINVAL)?;
                 let state = State {
@@ -179,6 +194,8 @@ impl MblitDevice {
                     ring: None,
                     error: None,
                     errors: 0,
+                    running: true,
+                    region: StateRegion::new(state::max_encoded_len(ty.vram_bytes())),
                 };
                 new_mutex!(state, "mblit_state")
             },
@@ -246,34 +263,26 @@ impl MblitDevice {
         self.counters.set(C_ERRORS, st.errors);
     }
 
-    /// The engine's work item found nothing more to run: unless the ring is
-    /// still live (enabled, no error), its pages are no longer needed.
+    /// The engine's work item found nothing more to run (an error may have
+    /// stopped it before a fetch): bring the debugfs counters up to date.
     pub(crate) fn engine_idle(&self) {
-        let st = self.state.lock();
-        let live = st.enabled() && st.error.is_none();
-        self.counters.set(C_ERRORS, st.errors);
-        drop(st);
-        if !live {
-            self.release_pins();
-        }
+        let errors = self.state.lock().errors;
+        self.counters.set(C_ERRORS, errors);
+        self.update_pin_count();
     }
 
-    fn update_pin_count(&self) {
+    /// Shows the number of pinned pages in debugfs.
+    pub(crate) fn update_pin_count(&self) {
         let n = self.pins.lock().count();
         self.counters.set(C_PINNED, n as u64);
     }
 
-    fn release_pins(&self) {
-        self.pins.lock().release_all();
-        self.counters.set(C_PINNED, 0);
-    }
-
     /// Makes sure the engine has stopped: waits for the command in
-    /// progress, then drops every pin. The caller has made the engine
-    /// unable to start another command (e.g. cleared `ENABLE`).
+    /// progress (which unpins its pages when it ends). The caller has made
+    /// the engine unable to start another command (e.g. cleared `ENABLE`).
     fn quiesce(dev: &Device<Self>) {
         dev.flush_work();
-        dev.release_pins();
+        dev.update_pin_count();
     }
 
     /// Device reset (`VFIO_DEVICE_RESET`).
@@ -287,7 +296,163 @@ impl MblitDevice {
         st.reset_engine();
         st.config.reset();
         st.vram.clear();
+        st.running = true;
+        st.region.clear();
         st.sync(0);
+    }
+
+    /// Encodes the whole device state (the device is stopped).
+    fn save_state(&self, st: &State) -> Result<KVVec<u8>> {
+        let ds = DeviceState {
+            type_id: self.type_id,
+            vram_size: self.vram_size,
+            config: *st.config.image(),
+            regs: *st.regs.values(),
+            ring_valid: st.ring.is_some() && st.enabled(),
+            error: st.error.map_or(0, |e| e.code()),
+            errors: st.errors,
+            intx_masked: st.irq.masked(),
+        };
+        let npages = st.vram.page_count();
+        let mut blob = KVVec::from_elem(0u8, state::encoded_len(npages), GFP_KERNEL)?;
+        state::encode(&ds, npages, st.vram.pages(), &mut blob).map_err(|_| EINVAL)?;
+        Ok(blob)
+    }
+
+    /// Validates `blob` completely, then replaces the device state with it.
+    /// On error nothing has changed.
+    fn restore_state(&self, st: &mut State, blob: &[u8]) -> Result {
+        let decoded = state::decode(blob, self.type_id, self.vram_size).map_err(|_| EINVAL)?;
+        let s = &decoded.state;
+        // decode() checked the config image against this type's read-only
+        // bits and the ring; these cannot fail now.
+        let mut config = ConfigSpace::new(self.vram_size, self.type_id as u16);
+        config.load(&s.config).map_err(|_| EINVAL)?;
+        // Build the new device memory first: running out of memory must
+        // leave the old state intact.
+        let mut vram = Vram::new(self.vram_size)?;
+        for (index, page) in decoded.pages() {
+            vram.write_from(index * PAGE as u64, page)?;
+        }
+        st.config = config;
+        st.regs = s.reg_file();
+        st.ring = s.ring();
+        st.error = s.error_code();
+        st.errors = s.errors;
+        st.irq.set_masked(s.intx_masked);
+        st.vram = vram;
+        self.counters.set(C_ERRORS, st.errors);
+        Ok(())
+    }
+
+    /// Run-control STOPPED: the engine finishes its command, then the
+    /// whole state is snapshotted into the DEVICE_STATE region.
+    fn stop(dev: &Device<Self>) -> Result {
+        {
+            let mut st = dev.state.lock();
+            if !st.running {
+                return Ok(());
+            }
+            st.running = false;
+            st.sync(0);
+        }
+        Self::quiesce(dev);
+        let mut st = dev.state.lock();
+        match dev.save_state(&st) {
+            Ok(blob) => {
+                st.region.set_snapshot(blob);
+                Ok(())
+            }
+            Err(e) => {
+                // No snapshot: keep running rather than sit stopped with
+                // nothing to migrate.
+                st.running = true;
+                drop(st);
+                Self::kick(dev);
+                Err(e)
+            }
+        }
+    }
+
+    /// Run-control RUNNING: applies an incoming state first, if one was
+    /// written (an invalid one fails the write, the device stays stopped
+    /// and unchanged), then lets the device run.
+    fn start(dev: &Device<Self>) -> Result {
+        let mut st = dev.state.lock();
+        if st.running {
+            return Ok(());
+        }
+        let incoming = st.region.take_incoming();
+        if !incoming.is_empty() {
+            dev.restore_state(&mut st, &incoming)?;
+        }
+        st.running = true;
+        st.region.clear();
+        st.sync(0);
+        drop(st);
+        Self::kick(dev);
+        Ok(())
+    }
+
+    /// Queues the engine if it has work it may run.
+    fn kick(dev: &Device<Self>) {
+        if dev.state.lock().next_command().is_some() {
+            dev.queue_work();
+        }
+    }
+
+    /// An access to the DEVICE_STATE region.
+    fn state_region_read(dev: &Device<Self>, out: &mut UserSliceWriter, offset: u64) -> Result {
+        let len = out.len();
+        let st = dev.state.lock();
+        match region::classify(offset, len, st.region.size()).map_err(|_| EINVAL)? {
+            Part::RunControl => out.write_slice(&[state_region::run_control(st.running)]),
+            Part::Control { offset } => {
+                let mut chunk = [0u8; 64];
+                let mut done = 0usize;
+                while done < len {
+                    let n = (len - done).min(chunk.len());
+                    st.region.read_header(
+                        dev.type_id,
+                        st.running,
+                        offset + done as u32,
+                        &mut chunk[..n],
+                    );
+                    out.write_slice(&chunk[..n])?;
+                    done += n;
+                }
+                Ok(())
+            }
+            Part::Area { offset } => {
+                if st.running {
+                    return Err(EBUSY);
+                }
+                st.region.read_state(offset, len, out)
+            }
+        }
+    }
+
+    fn state_region_write(dev: &Device<Self>, input: &mut UserSliceReader, offset: u64) -> Result {
+        let len = input.len();
+        let size = dev.state.lock().region.size();
+        match region::classify(offset, len, size).map_err(|_| EINVAL)? {
+            Part::RunControl => {
+                let mut v = [0u8; 1];
+                input.read_slice(&mut v)?;
+                match RunControl::from_value(v[0]).ok_or(EINVAL)? {
+                    RunControl::Stopped => Self::stop(dev),
+                    RunControl::Running => Self::start(dev),
+                }
+            }
+            Part::Control { .. } => Err(EINVAL),
+            Part::Area { offset } => {
+                let mut st = dev.state.lock();
+                if st.running {
+                    return Err(EBUSY);
+                }
+                st.region.write_state(offset, len, input)
+            }
+        }
     }
 
     /// A BAR0 write of `data` (right-aligned, `width` bytes) at `offset`.
@@ -333,6 +498,8 @@ impl MblitDevice {
         }
         let runnable = st.next_command().is_some();
         let stopped = was_enabled && !st.enabled();
+        // next_command() may have stopped the engine (BAD_TAIL).
+        dev.counters.set(C_ERRORS, st.errors);
         drop(st);
         if runnable {
             dev.queue_work();
@@ -368,7 +535,8 @@ impl MblitDevice {
         let (mut info, _argsz) = vfio::read_arg::<MINSZ>(arg, MINSZ)?;
         let flags = uapi::DEVICE_FLAGS_PCI | uapi::DEVICE_FLAGS_RESET;
         info[4..8].copy_from_slice(&flags.to_ne_bytes());
-        info[8..12].copy_from_slice(&uapi::PCI_NUM_REGIONS.to_ne_bytes());
+        let num_regions = region::STATE_REGION_INDEX + 1;
+        info[8..12].copy_from_slice(&num_regions.to_ne_bytes());
         info[12..16].copy_from_slice(&uapi::PCI_NUM_IRQS.to_ne_bytes());
         vfio::write_arg(arg, &info)?;
         Ok(0)
@@ -401,6 +569,9 @@ impl vfio::Ops for MblitDevice {
         Self::quiesce(dev);
         let mut st = dev.state.lock();
         st.irq.clear();
+        // The next user finds the device running, with no stale snapshot.
+        st.running = true;
+        st.region.clear();
         st.sync(0);
     }
 
@@ -421,6 +592,10 @@ impl vfio::Ops for MblitDevice {
                 out.write_slice(&value[..len])?;
             }
             uapi::PCI_BAR2_REGION_INDEX => state.vram.read(offset, len, out)?,
+            region::STATE_REGION_INDEX => {
+                drop(state);
+                Self::state_region_read(dev, out, offset)?;
+            }
             _ => return Err(EINVAL),
         }
         Ok(len)
@@ -439,11 +614,21 @@ impl vfio::Ops for MblitDevice {
             uapi::PCI_BAR0_REGION_INDEX => {
                 // Validate before copying, so a bad access reads nothing.
                 regs::decode(offset, len).map_err(|_| EINVAL)?;
+                if !dev.state.lock().running {
+                    return Err(EBUSY);
+                }
                 let mut bytes = [0u8; 8];
                 input.read_slice(&mut bytes[..len])?;
                 Self::write_reg(dev, offset, len, u64::from_le_bytes(bytes))?;
             }
-            uapi::PCI_BAR2_REGION_INDEX => dev.state.lock().vram.write(offset, len, input)?,
+            uapi::PCI_BAR2_REGION_INDEX => {
+                let mut st = dev.state.lock();
+                if !st.running {
+                    return Err(EBUSY);
+                }
+                st.vram.write(offset, len, input)?
+            }
+            region::STATE_REGION_INDEX => Self::state_region_write(dev, input, offset)?,
             _ => return Err(EINVAL),
         }
         Ok(len)
@@ -455,6 +640,17 @@ impl vfio::Ops for MblitDevice {
             uapi::PCI_CONFIG_REGION_INDEX => u64::from(CONFIG_SIZE),
             uapi::PCI_BAR0_REGION_INDEX => u64::from(BAR0_SIZE),
             uapi::PCI_BAR2_REGION_INDEX => dev.vram_size,
+            region::STATE_REGION_INDEX => {
+                return Ok(RegionInfo {
+                    offset: u64::from(index) << REGION_SHIFT,
+                    size: dev.state.lock().region.size(),
+                    flags: rw,
+                    cap_type: Some((
+                        region::REGION_TYPE_DEVICE_STATE,
+                        region::REGION_SUBTYPE_DEVICE_STATE,
+                    )),
+                })
+            }
             i if i < uapi::PCI_NUM_REGIONS => 0,
             _ => return Err(EINVAL),
         };
@@ -475,7 +671,7 @@ impl vfio::Ops for MblitDevice {
                 let mut st = dev.state.lock();
                 let st = &mut *st;
                 let pending = st.config.intx_pending();
-                st.irq.apply(req, &mut st.config, pending);
+                st.irq.apply(req, &mut st.config, pending)?;
                 Ok(0)
             }
             ioctl::DEVICE_RESET => {
@@ -487,7 +683,18 @@ impl vfio::Ops for MblitDevice {
     }
 
     fn dma_unmap(dev: &Device<Self>, iova: u64, length: u64) {
-        dev.pins.lock().unmap(iova, length);
+        // Never unpin here (pins.rs explains why): ask the command in
+        // progress to stop and wait, with no lock held, until the engine
+        // has unpinned every page of the range.
+        let mut waits = 0;
+        while dev.pins.lock().unmap(iova, length) {
+            if waits == UNMAP_WAIT_MS {
+                pr_warn!("dma_unmap: pages in [{iova:#x}, +{length:#x}) still pinned\n");
+                break;
+            }
+            waits += 1;
+            fsleep(Delta::from_millis(1));
+        }
         dev.update_pin_count();
     }
 

@@ -15,7 +15,7 @@ use crate::{
         desc::{self, Addr, Command, RawDesc, Ring, DESC_SIZE},
         regs::ErrorCode,
     },
-    pins::{EngineError, GUEST_PAGE},
+    pins::{CommandPins, EngineError, GUEST_PAGE},
 };
 use kernel::prelude::*;
 
@@ -38,9 +38,10 @@ impl MblitDevice {
             Err(_) => return,
         };
         while let Some((ring, head)) = dev.next_command() {
-            dev.pins.lock().begin_command();
-            let result = Self::execute(dev, ring, head, &mut bounce);
-            dev.pins.lock().end_command();
+            let mut pins = CommandPins::new(dev, &dev.pins);
+            let result = Self::execute(dev, &mut pins, ring, head, &mut bounce);
+            // Every page of the command is unpinned before it completes.
+            drop(pins);
             dev.finish_command(head, result);
         }
         dev.engine_idle();
@@ -49,15 +50,20 @@ impl MblitDevice {
     /// Fetches, decodes and executes the descriptor at `head`.
     fn execute(
         dev: &Device<Self>,
+        pins: &mut CommandPins<'_, Self>,
         ring: Ring,
         head: u32,
         bounce: &mut Chunk,
     ) -> core::result::Result<Completion, EngineError> {
         let mut raw: RawDesc = [0; DESC_SIZE as usize];
-        let pin = |iova, write| dev.pin_page(iova, write);
-        dev.pins
-            .lock()
-            .read(ring.desc_iova(head), &mut raw, true, &pin)?;
+        let desc_iova = ring.desc_iova(head);
+        Self::guest_rw(pins, desc_iova, &mut raw, false, true).map_err(
+            |(code, addr)| match code {
+                // ERR_ADDR of a failed fetch is the descriptor's IOVA.
+                ErrorCode::RingFetch => (code, desc_iova),
+                _ => (code, addr),
+            },
+        )?;
         let cmd = desc::decode(&raw, dev.vram_size()).map_err(|e| (e.code, e.addr))?;
         match cmd {
             Command::Nop => Ok(Completion {
@@ -72,7 +78,7 @@ impl MblitDevice {
                     for (j, b) in bounce[..n].iter_mut().enumerate() {
                         *b = p[((done as usize) + j) % 4];
                     }
-                    Self::store(dev, dst, done, &bounce[..n])?;
+                    Self::store(dev, pins, dst, done, &bounce[..n])?;
                     done += n as u64;
                 }
                 Ok(Completion {
@@ -88,8 +94,8 @@ impl MblitDevice {
                         done,
                         u64::from(len) - done,
                     ));
-                    Self::load(dev, src, done, &mut bounce[..n])?;
-                    Self::store(dev, dst, done, &bounce[..n])?;
+                    Self::load(dev, pins, src, done, &mut bounce[..n])?;
+                    Self::store(dev, pins, dst, done, &bounce[..n])?;
                     done += n as u64;
                 }
                 Ok(Completion {
@@ -98,13 +104,42 @@ impl MblitDevice {
                 })
             }
             Command::Fence { iova, value, irq } => {
-                dev.pins.lock().write(iova, &value.to_le_bytes(), &pin)?;
+                Self::guest_rw(pins, iova, &mut value.to_le_bytes(), true, false)?;
                 Ok(Completion {
                     bytes: 0,
                     fence: Some((value, irq)),
                 })
             }
         }
+    }
+
+    /// Copies between guest memory at `iova` and `buf` (`write`: into guest
+    /// memory) through the command's pinned pages; `ring` for a descriptor
+    /// fetch.
+    fn guest_rw(
+        pins: &mut CommandPins<'_, Self>,
+        iova: u64,
+        buf: &mut [u8],
+        write: bool,
+        ring: bool,
+    ) -> core::result::Result<(), EngineError> {
+        let mut done = 0;
+        while done < buf.len() {
+            // No wrap: decode and the ring check bounded the range.
+            let addr = iova + done as u64;
+            let at = (addr % GUEST_PAGE) as usize;
+            let n = (GUEST_PAGE as usize - at).min(buf.len() - done);
+            let page = pins.page(addr - at as u64, write, ring)?;
+            let part = &mut buf[done..done + n];
+            let copied = if write {
+                page.write(at, part)
+            } else {
+                page.read(at, part)
+            };
+            copied.map_err(|_| (ErrorCode::IovaFault, addr))?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// Bytes to move next at `addr + done`: up to the end of the page.
@@ -116,6 +151,7 @@ impl MblitDevice {
     /// Reads `out.len()` bytes at `addr + done`.
     fn load(
         dev: &Device<Self>,
+        pins: &mut CommandPins<'_, Self>,
         addr: Addr,
         done: u64,
         out: &mut [u8],
@@ -123,10 +159,7 @@ impl MblitDevice {
         // No wrap: decode checked both ranges.
         let a = addr.value() + done;
         match addr {
-            Addr::Guest(_) => {
-                let pin = |iova, write| dev.pin_page(iova, write);
-                dev.pins.lock().read(a, out, false, &pin)
-            }
+            Addr::Guest(_) => Self::guest_rw(pins, a, out, false, false),
             Addr::Device(_) => dev.vram_read(a, out).map_err(|_| (ErrorCode::DevRange, a)),
         }
     }
@@ -134,6 +167,7 @@ impl MblitDevice {
     /// Writes `data` at `addr + done`.
     fn store(
         dev: &Device<Self>,
+        pins: &mut CommandPins<'_, Self>,
         addr: Addr,
         done: u64,
         data: &[u8],
@@ -141,8 +175,13 @@ impl MblitDevice {
         let a = addr.value() + done;
         match addr {
             Addr::Guest(_) => {
-                let pin = |iova, write| dev.pin_page(iova, write);
-                dev.pins.lock().write(a, data, &pin)
+                // `guest_rw` takes a mutable buffer for both directions.
+                let mut chunk = [0u8; GUEST_PAGE as usize];
+                let chunk = chunk
+                    .get_mut(..data.len())
+                    .ok_or((ErrorCode::IovaFault, a))?;
+                chunk.copy_from_slice(data);
+                Self::guest_rw(pins, a, chunk, true, false)
             }
             Addr::Device(_) => dev
                 .vram_write(a, data)

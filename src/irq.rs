@@ -44,6 +44,16 @@ impl Irq {
         }
     }
 
+    /// The VFIO-level INTx mask (migrated with the device state).
+    pub(crate) fn masked(&self) -> bool {
+        self.intx_masked
+    }
+
+    /// Restores the VFIO-level INTx mask.
+    pub(crate) fn set_masked(&mut self, masked: bool) {
+        self.intx_masked = masked;
+    }
+
     /// Disables every trigger (device close).
     pub(crate) fn clear(&mut self) {
         *self = Self::default();
@@ -159,8 +169,19 @@ pub(crate) fn parse_set(arg: UserPtr) -> Result<SetIrqs> {
 
 impl Irq {
     /// Applies a validated `SET_IRQS` request. `pending` and `config` as in
-    /// [`Irq::update`].
-    pub(crate) fn apply(&mut self, req: SetIrqs, config: &mut ConfigSpace, pending: bool) {
+    /// [`Irq::update`]. Only one of INTx and MSI may have a trigger at a
+    /// time (`EINVAL`).
+    pub(crate) fn apply(
+        &mut self,
+        req: SetIrqs,
+        config: &mut ConfigSpace,
+        pending: bool,
+    ) -> Result {
+        match &req {
+            SetIrqs::IntxTrigger(Some(_)) if self.msi.is_some() => return Err(EINVAL),
+            SetIrqs::MsiTrigger(Some(_)) if self.intx.is_some() => return Err(EINVAL),
+            _ => {}
+        }
         match req {
             SetIrqs::IntxTrigger(efd) => {
                 self.intx = efd;
@@ -176,12 +197,13 @@ impl Irq {
                 if let Some(e) = efd {
                     e.signal();
                 }
-                return;
+                return Ok(());
             }
             SetIrqs::IntxMask(mask) => self.intx_masked = mask,
-            SetIrqs::Nothing => return,
+            SetIrqs::Nothing => return Ok(()),
         }
         // An unmask (or a new trigger) with the line still asserted fires.
         self.update(config, pending, 0);
+        Ok(())
     }
 }

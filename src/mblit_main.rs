@@ -19,6 +19,7 @@ mod kapi;
 mod logic;
 mod parent;
 mod pins;
+mod state_region;
 mod vram;
 
 use kapi::{class::ClassDevice, mdev};

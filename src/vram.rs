@@ -115,6 +115,19 @@ impl Vram {
         slot.as_deref_mut().ok_or(ENOMEM)
     }
 
+    /// Number of pages ever written (the others are zero).
+    pub(crate) fn page_count(&self) -> usize {
+        self.pages.iter().filter(|p| p.is_some()).count()
+    }
+
+    /// The written pages, by index, in increasing order.
+    pub(crate) fn pages(&self) -> impl Iterator<Item = (u64, &Page)> {
+        self.pages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_deref().map(|p| (i as u64, p)))
+    }
+
     /// Zeroes all of it (frees every page).
     pub(crate) fn clear(&mut self) {
         for slot in self.pages.iter_mut() {
