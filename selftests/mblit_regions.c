@@ -30,7 +30,7 @@
  * the DEVICE_STATE region lands this becomes MBLIT_STATE_REGION_INDEX + 1
  * (docs/device.md §3 says 10).
  */
-#define EXPECTED_NUM_REGIONS	VFIO_PCI_NUM_REGIONS
+#define EXPECTED_NUM_REGIONS	(VFIO_PCI_NUM_REGIONS + 1)	/* + DEVICE_STATE */
 
 struct mdev_dev {
 	char uuid[MDEV_UUID_LEN + 1];

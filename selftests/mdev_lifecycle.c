@@ -59,7 +59,7 @@ static const struct mdev_parent_spec mblit_parent = {
 	.small = 0,
 	.has_description = true,
 	.device_flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET,
-	.num_regions = VFIO_PCI_NUM_REGIONS,
+	.num_regions = VFIO_PCI_NUM_REGIONS + 1,	/* + DEVICE_STATE */
 	.num_irqs = VFIO_PCI_NUM_IRQS,
 };
 
