@@ -14,6 +14,8 @@
 #include <linux/eventfd.h>
 #include <linux/debugfs.h>
 #include <linux/workqueue.h>
+#include <linux/anon_inodes.h>
+#include <linux/fs.h>
 
 #include "helpers.h"
 
@@ -30,3 +32,5 @@ static const unsigned int MBLIT_VFIO_MIG_GET_PRECOPY_INFO = VFIO_MIG_GET_PRECOPY
 
 static const int MBLIT_IOMMU_READ = IOMMU_READ;
 static const int MBLIT_IOMMU_WRITE = IOMMU_WRITE;
+static const unsigned int MBLIT_EPOLLIN = EPOLLIN | EPOLLRDNORM;
+static const unsigned int MBLIT_EPOLLOUT = EPOLLOUT | EPOLLWRNORM;

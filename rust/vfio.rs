@@ -12,7 +12,7 @@
 //! registers the device with the VFIO core and, on drop, unregisters it
 //! (waiting for every user to close it) and drops the driver's reference.
 
-use super::bindings;
+use super::{bindings, datafile::DataFile};
 use core::{marker::PhantomData, mem::MaybeUninit, ops::Deref, ptr::NonNull};
 use kernel::{
     error::{from_err_ptr, from_result, to_result},
@@ -54,6 +54,27 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
     /// The device's work item ran (see [`Device::queue_work`]); process
     /// context, may sleep.
     fn work(_dev: &Device<Self>) {}
+
+    /// `VFIO_MIGRATION_*` flags; 0: the device does not migrate (v2) and
+    /// the callbacks below are never called.
+    const MIGRATION_FLAGS: u32 = 0;
+
+    /// Moves the device to v2 state `new` (any arc; use
+    /// [`Device::mig_next_state`] to walk it), returning the data file
+    /// the new state hands out, if any.
+    fn mig_set_state(_dev: &Device<Self>, _new: u32) -> Result<Option<DataFile>> {
+        Err(EOPNOTSUPP)
+    }
+
+    /// The current v2 state.
+    fn mig_get_state(_dev: &Device<Self>) -> Result<u32> {
+        Err(EOPNOTSUPP)
+    }
+
+    /// Estimated bytes a STOP_COPY from now would produce.
+    fn mig_data_size(_dev: &Device<Self>) -> Result<usize> {
+        Err(EOPNOTSUPP)
+    }
 }
 
 /// What `VFIO_DEVICE_GET_REGION_INFO` reports for one region.
@@ -118,8 +139,15 @@ impl<T: Ops> Device<T> {
             unsafe { bindings::put_device(&raw mut (*raw).device) };
             return Err(e);
         }
-        // SAFETY: `data` was just initialised; nobody else sees `this` yet.
-        unsafe { (*this).live = true };
+        // SAFETY: `data` was just initialised; nobody else sees `this` yet;
+        // the migration ops are static and must be set before registering.
+        unsafe {
+            (*this).live = true;
+            if T::MIGRATION_FLAGS != 0 {
+                (*raw).mig_ops = &VTable::<T>::MIG_OPS;
+                (*raw).migration_flags = T::MIGRATION_FLAGS;
+            }
+        }
         // SAFETY: `raw` is an initialised vfio_device.
         if let Err(e) = to_result(unsafe { bindings::vfio_register_emulated_iommu_dev(raw) }) {
             // SAFETY: drops the only reference; `release` drops `data`.
@@ -160,6 +188,26 @@ impl<T: Ops> Device<T> {
         unsafe { bindings::flush_work(self.work.get()) };
     }
 
+    /// The next state on the way from `cur` to `new` (the VFIO core's
+    /// migration FSM); `EINVAL` for an arc the uAPI does not allow.
+    pub(crate) fn mig_next_state(&self, cur: u32, new: u32) -> Result<u32> {
+        let mut next = 0;
+        // SAFETY: the device is registered; `next` is valid for writes.
+        to_result(unsafe { bindings::vfio_mig_get_next_state(self.raw(), cur, new, &mut next) })?;
+        Ok(next)
+    }
+
+    /// A counted reference to this device: keeps its memory (and the
+    /// driver data) alive, not its registration.
+    pub(crate) fn get_ref(&self) -> DeviceRef<T> {
+        // SAFETY: the embedded `struct device` is live while `&self` is.
+        unsafe { bindings::get_device(&raw mut (*self.raw()).device) };
+        // INVARIANT: the reference was just taken.
+        DeviceRef {
+            dev: NonNull::from(self),
+        }
+    }
+
     /// Pins the guest page at `iova` (page aligned) for device access;
     /// `write` if the device will write it.
     pub(crate) fn pin_page(&self, iova: u64, write: bool) -> Result<PinnedPage> {
@@ -188,6 +236,38 @@ impl<T: Ops> Device<T> {
         })
     }
 }
+
+/// A counted reference to a [`Device`] (its `struct device`), dropped
+/// with `put_device()`; the last one releases the device and its data.
+///
+/// # Invariants
+///
+/// `dev` points to a device whose data is initialised and on which this
+/// value holds one reference.
+pub(crate) struct DeviceRef<T: Ops> {
+    dev: NonNull<Device<T>>,
+}
+
+impl<T: Ops> Deref for DeviceRef<T> {
+    type Target = Device<T>;
+
+    fn deref(&self) -> &Device<T> {
+        // SAFETY: the reference keeps the device alive (type invariant).
+        unsafe { self.dev.as_ref() }
+    }
+}
+
+impl<T: Ops> Drop for DeviceRef<T> {
+    fn drop(&mut self) {
+        // SAFETY: drops the reference taken in `get_ref`.
+        unsafe { bindings::put_device(&raw mut (*self.raw()).device) };
+    }
+}
+
+// SAFETY: see `Device<T>`.
+unsafe impl<T: Ops> Send for DeviceRef<T> {}
+// SAFETY: see `Device<T>`.
+unsafe impl<T: Ops> Sync for DeviceRef<T> {}
 
 /// One guest page pinned through `vfio_pin_pages()`; unpinned on drop.
 ///
@@ -434,6 +514,53 @@ impl<T: Ops> VTable<T> {
         })
     }
 
+    const MIG_OPS: bindings::vfio_migration_ops = bindings::vfio_migration_ops {
+        migration_set_state: Some(Self::mig_set_state),
+        migration_get_state: Some(Self::mig_get_state),
+        migration_get_data_size: Some(Self::mig_get_data_size),
+    };
+
+    unsafe extern "C" fn mig_set_state(
+        vdev: *mut bindings::vfio_device,
+        new: bindings::vfio_device_mig_state,
+    ) -> *mut bindings::file {
+        // SAFETY: as in `open_device`.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        match T::mig_set_state(dev, new) {
+            Ok(Some(file)) => file.into_raw(),
+            Ok(None) => core::ptr::null_mut(),
+            Err(e) => e.to_ptr(),
+        }
+    }
+
+    unsafe extern "C" fn mig_get_state(
+        vdev: *mut bindings::vfio_device,
+        state: *mut bindings::vfio_device_mig_state,
+    ) -> c_int {
+        // SAFETY: as in `open_device`.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        from_result(|| {
+            let s = T::mig_get_state(dev)?;
+            // SAFETY: the core passes a valid output pointer.
+            unsafe { *state = s };
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn mig_get_data_size(
+        vdev: *mut bindings::vfio_device,
+        len: *mut c_ulong,
+    ) -> c_int {
+        // SAFETY: as in `open_device`.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        from_result(|| {
+            let n = T::mig_data_size(dev)?;
+            // SAFETY: the core passes a valid output pointer.
+            unsafe { *len = n as c_ulong };
+            Ok(0)
+        })
+    }
+
     unsafe extern "C" fn work(work: *mut bindings::work_struct) {
         // SAFETY: the work item is the `work` field of a registered
         // `Device<T>` (only `register` initialises it, and it is cancelled
@@ -466,6 +593,8 @@ pub(crate) mod ioctl {
     pub(crate) const DEVICE_GET_IRQ_INFO: u32 = bindings::MBLIT_VFIO_DEVICE_GET_IRQ_INFO;
     /// `VFIO_DEVICE_SET_IRQS`.
     pub(crate) const DEVICE_SET_IRQS: u32 = bindings::MBLIT_VFIO_DEVICE_SET_IRQS;
+    /// `VFIO_MIG_GET_PRECOPY_INFO` (on the data file).
+    pub(crate) const MIG_GET_PRECOPY_INFO: u32 = bindings::MBLIT_VFIO_MIG_GET_PRECOPY_INFO;
 }
 
 /// uAPI flag and count values a driver reports.
@@ -488,6 +617,16 @@ pub(crate) mod uapi {
     pub(crate) const PCI_BAR0_REGION_INDEX: u32 = bindings::VFIO_PCI_BAR0_REGION_INDEX;
     /// `VFIO_PCI_BAR2_REGION_INDEX`.
     pub(crate) const PCI_BAR2_REGION_INDEX: u32 = bindings::VFIO_PCI_BAR2_REGION_INDEX;
+    /// `VFIO_MIGRATION_STOP_COPY`.
+    pub(crate) const MIGRATION_STOP_COPY: u32 = bindings::VFIO_MIGRATION_STOP_COPY;
+    /// `VFIO_MIGRATION_P2P`.
+    pub(crate) const MIGRATION_P2P: u32 = bindings::VFIO_MIGRATION_P2P;
+    /// `VFIO_MIGRATION_PRE_COPY`.
+    pub(crate) const MIGRATION_PRE_COPY: u32 = bindings::VFIO_MIGRATION_PRE_COPY;
+    /// `EPOLLIN | EPOLLRDNORM`.
+    pub(crate) const POLL_IN: u32 = bindings::MBLIT_EPOLLIN;
+    /// `EPOLLOUT | EPOLLWRNORM`.
+    pub(crate) const POLL_OUT: u32 = bindings::MBLIT_EPOLLOUT;
     /// `VFIO_PCI_NUM_IRQS`.
     pub(crate) const PCI_NUM_IRQS: u32 = bindings::VFIO_PCI_NUM_IRQS;
     /// `VFIO_PCI_INTX_IRQ_INDEX`.

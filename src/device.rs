@@ -23,12 +23,14 @@ use crate::{
     engine::Completion,
     irq::{self, Irq},
     kapi::{
+        datafile::DataFile,
         debugfs::{Counters, Dir},
         vfio::{self, ioctl, uapi, Device, RegionInfo},
     },
     logic::{
         config_space::{ConfigSpace, CONFIG_SIZE},
         desc::Ring,
+        mig::MigState,
         region::{self, Part, RunControl},
         regs::{
             self, status_value, ErrorCode, Reg, RegFile, BAR0_SIZE, CTRL_ENABLE, CTRL_RESET,
@@ -37,6 +39,7 @@ use crate::{
         state::{self, DeviceState, PAGE},
         types::TYPES,
     },
+    migration::{self, Mig},
     pins::{EngineError, Pins},
     state_region::{self, StateRegion},
     vram::Vram,
@@ -86,18 +89,31 @@ struct State {
     errors: u64,
     /// Run-control: false while stopped for migration.
     running: bool,
+    /// The v2 migration state (`migration.rs` drives it).
+    v2: MigState,
     /// The DEVICE_STATE region's snapshot and incoming state.
     region: StateRegion,
 }
 
 impl State {
+    /// Whether BAR0/BAR2 writes are accepted (not stopped by either
+    /// migration protocol).
+    fn mmio_writable(&self) -> bool {
+        self.running && self.v2.mmio_writable()
+    }
+
     fn enabled(&self) -> bool {
         self.regs.get(Reg::Ctrl) & u64::from(CTRL_ENABLE) != 0
     }
 
     /// The next command, if the engine may run one: `(ring, head)`.
     fn next_command(&mut self) -> Option<(Ring, u32)> {
-        if !self.running || !self.enabled() || !self.config.bus_master() || self.error.is_some() {
+        if !self.running
+            || !self.v2.engine_runs()
+            || !self.enabled()
+            || !self.config.bus_master()
+            || self.error.is_some()
+        {
             return None;
         }
         let ring = self.ring?;
@@ -165,6 +181,9 @@ pub(crate) struct MblitDevice {
     pub(crate) pins: Mutex<Pins>,
     #[pin]
     counters: Counters<5>,
+    /// The v2 migration's streams; taken before `state`.
+    #[pin]
+    pub(crate) mig: Mutex<Mig>,
 }
 
 impl MblitDevice {
@@ -195,12 +214,14 @@ impl MblitDevice {
                     error: None,
                     errors: 0,
                     running: true,
+                    v2: MigState::Running,
                     region: StateRegion::new(state::max_encoded_len(ty.vram_bytes())),
                 };
                 new_mutex!(state, "mblit_state")
             },
             pins <- new_mutex!(Pins::new(pin_budget), "mblit_pins"),
             counters <- counters,
+            mig <- new_mutex!(Mig::default(), "mblit_mig"),
         })
         .pin_chain(move |this| {
             this.counters.set(C_BUDGET, u64::from(pin_budget));
@@ -211,6 +232,93 @@ impl MblitDevice {
     /// Device memory size in bytes.
     pub(crate) fn vram_size(&self) -> u64 {
         self.vram_size
+    }
+
+    /// The mdev type id (device memory in MiB).
+    pub(crate) fn type_id(&self) -> u32 {
+        self.type_id
+    }
+
+    /// Runs `f` on device memory.
+    pub(crate) fn with_vram<R>(&self, f: impl FnOnce(&Vram) -> R) -> R {
+        f(&self.state.lock().vram)
+    }
+
+    /// Runs `f` on device memory, mutably.
+    pub(crate) fn with_vram_mut<R>(&self, f: impl FnOnce(&mut Vram) -> Result<R>) -> Result<R> {
+        f(&mut self.state.lock().vram)
+    }
+
+    /// Whether the DEVICE_STATE region lets the device run.
+    pub(crate) fn region_running(&self) -> bool {
+        self.state.lock().running
+    }
+
+    /// The v2 migration state.
+    pub(crate) fn v2_state(&self) -> MigState {
+        self.state.lock().v2
+    }
+
+    /// Sets the v2 migration state (the engine follows at its next check).
+    pub(crate) fn set_v2_state(&self, s: MigState) {
+        let mut st = self.state.lock();
+        st.v2 = s;
+        st.sync(0);
+    }
+
+    /// Waits for the command in progress after the engine was told to stop.
+    pub(crate) fn quiesce_engine(dev: &Device<Self>) {
+        Self::quiesce(dev);
+    }
+
+    /// Lets the engine run the work it has.
+    pub(crate) fn kick_engine(dev: &Device<Self>) {
+        Self::kick(dev);
+    }
+
+    /// Everything but device memory, for a state record.
+    pub(crate) fn device_state(&self) -> DeviceState {
+        let st = self.state.lock();
+        self.device_state_of(&st)
+    }
+
+    fn device_state_of(&self, st: &State) -> DeviceState {
+        DeviceState {
+            type_id: self.type_id,
+            vram_size: self.vram_size,
+            config: *st.config.image(),
+            regs: *st.regs.values(),
+            ring_valid: st.ring.is_some() && st.enabled(),
+            error: st.error.map_or(0, |e| e.code()),
+            errors: st.errors,
+            intx_masked: st.irq.masked(),
+        }
+    }
+
+    /// Replaces everything but device memory with `s` (validated by the
+    /// state decoder).
+    pub(crate) fn apply_device_state(&self, s: &DeviceState) -> Result {
+        let mut config = ConfigSpace::new(self.vram_size, self.type_id as u16);
+        config.load(&s.config).map_err(|_| EINVAL)?;
+        let mut st = self.state.lock();
+        st.config = config;
+        st.regs = s.reg_file();
+        st.ring = s.ring();
+        st.error = s.error_code();
+        st.errors = s.errors;
+        st.irq.set_masked(s.intx_masked);
+        st.sync(0);
+        self.counters.set(C_ERRORS, st.errors);
+        Ok(())
+    }
+
+    /// Device contents back to reset values (a failed v2 restore).
+    pub(crate) fn reset_contents(&self) {
+        let mut st = self.state.lock();
+        st.reset_engine();
+        st.config.reset();
+        st.vram.clear();
+        st.sync(0);
     }
 
     /// Reads device memory for the engine.
@@ -287,6 +395,7 @@ impl MblitDevice {
 
     /// Device reset (`VFIO_DEVICE_RESET`).
     fn reset(dev: &Device<Self>) {
+        dev.mig_reset();
         {
             let mut st = dev.state.lock();
             st.regs.set(Reg::Ctrl, 0);
@@ -303,16 +412,7 @@ impl MblitDevice {
 
     /// Encodes the whole device state (the device is stopped).
     fn save_state(&self, st: &State) -> Result<KVVec<u8>> {
-        let ds = DeviceState {
-            type_id: self.type_id,
-            vram_size: self.vram_size,
-            config: *st.config.image(),
-            regs: *st.regs.values(),
-            ring_valid: st.ring.is_some() && st.enabled(),
-            error: st.error.map_or(0, |e| e.code()),
-            errors: st.errors,
-            intx_masked: st.irq.masked(),
-        };
+        let ds = self.device_state_of(st);
         let npages = st.vram.page_count();
         let mut blob = KVVec::from_elem(0u8, state::encoded_len(npages), GFP_KERNEL)?;
         state::encode(&ds, npages, st.vram.pages(), &mut blob).map_err(|_| EINVAL)?;
@@ -348,8 +448,13 @@ impl MblitDevice {
     /// Run-control STOPPED: the engine finishes its command, then the
     /// whole state is snapshotted into the DEVICE_STATE region.
     fn stop(dev: &Device<Self>) -> Result {
+        // One protocol at a time (docs/migration.md §3.3).
+        let _mig = dev.mig.lock();
         {
             let mut st = dev.state.lock();
+            if st.v2 != MigState::Running {
+                return Err(EBUSY);
+            }
             if !st.running {
                 return Ok(());
             }
@@ -378,7 +483,11 @@ impl MblitDevice {
     /// written (an invalid one fails the write, the device stays stopped
     /// and unchanged), then lets the device run.
     fn start(dev: &Device<Self>) -> Result {
+        let _mig = dev.mig.lock();
         let mut st = dev.state.lock();
+        if st.v2 != MigState::Running {
+            return Err(EBUSY);
+        }
         if st.running {
             return Ok(());
         }
@@ -406,6 +515,7 @@ impl MblitDevice {
         let len = out.len();
         let st = dev.state.lock();
         match region::classify(offset, len, st.region.size()).map_err(|_| EINVAL)? {
+            Part::RunControl if st.v2 != MigState::Running => Err(EBUSY),
             Part::RunControl => out.write_slice(&[state_region::run_control(st.running)]),
             Part::Control { offset } => {
                 let mut chunk = [0u8; 64];
@@ -424,7 +534,7 @@ impl MblitDevice {
                 Ok(())
             }
             Part::Area { offset } => {
-                if st.running {
+                if st.running || st.v2 != MigState::Running {
                     return Err(EBUSY);
                 }
                 st.region.read_state(offset, len, out)
@@ -447,7 +557,7 @@ impl MblitDevice {
             Part::Control { .. } => Err(EINVAL),
             Part::Area { offset } => {
                 let mut st = dev.state.lock();
-                if st.running {
+                if st.running || st.v2 != MigState::Running {
                     return Err(EBUSY);
                 }
                 st.region.write_state(offset, len, input)
@@ -563,8 +673,10 @@ fn split(pos: u64) -> (u64, u64) {
 
 impl vfio::Ops for MblitDevice {
     fn close(dev: &Device<Self>) {
-        // Stop the engine, drop every pin and interrupt trigger: nothing
-        // of this user may stay reachable once the device is closed.
+        // Stop the engine, drop every pin and interrupt trigger, end the
+        // migration: nothing of this user may stay reachable once the
+        // device is closed.
+        dev.mig_reset();
         dev.state.lock().regs.set(Reg::Ctrl, 0);
         Self::quiesce(dev);
         let mut st = dev.state.lock();
@@ -614,7 +726,7 @@ impl vfio::Ops for MblitDevice {
             uapi::PCI_BAR0_REGION_INDEX => {
                 // Validate before copying, so a bad access reads nothing.
                 regs::decode(offset, len).map_err(|_| EINVAL)?;
-                if !dev.state.lock().running {
+                if !dev.state.lock().mmio_writable() {
                     return Err(EBUSY);
                 }
                 let mut bytes = [0u8; 8];
@@ -623,7 +735,7 @@ impl vfio::Ops for MblitDevice {
             }
             uapi::PCI_BAR2_REGION_INDEX => {
                 let mut st = dev.state.lock();
-                if !st.running {
+                if !st.mmio_writable() {
                     return Err(EBUSY);
                 }
                 st.vram.write(offset, len, input)?
@@ -700,5 +812,19 @@ impl vfio::Ops for MblitDevice {
 
     fn work(dev: &Device<Self>) {
         Self::run_engine(dev);
+    }
+
+    const MIGRATION_FLAGS: u32 = migration::MIGRATION_FLAGS;
+
+    fn mig_set_state(dev: &Device<Self>, new: u32) -> Result<Option<DataFile>> {
+        Self::mig_set_state(dev, new)
+    }
+
+    fn mig_get_state(dev: &Device<Self>) -> Result<u32> {
+        Ok(dev.v2_state().value())
+    }
+
+    fn mig_data_size(dev: &Device<Self>) -> Result<usize> {
+        Self::mig_data_size(dev)
     }
 }

@@ -17,6 +17,7 @@ mod kapi;
 // uses what it needs.
 #[allow(dead_code, unreachable_pub)]
 mod logic;
+mod migration;
 mod parent;
 mod pins;
 mod state_region;

@@ -21,6 +21,10 @@ static ZERO_PAGE: Page = [0; VRAM_PAGE];
 pub(crate) struct Vram {
     pages: KVVec<Option<KBox<Page>>>,
     size: u64,
+    /// One bit per page written since tracking (re)started, while
+    /// `tracking` (v2 pre-copy).
+    dirty: KVVec<u64>,
+    tracking: bool,
 }
 
 impl Vram {
@@ -31,7 +35,13 @@ impl Vram {
         for _ in 0..n {
             pages.push(None, GFP_KERNEL)?;
         }
-        Ok(Self { pages, size })
+        let dirty = KVVec::from_elem(0u64, n.div_ceil(64), GFP_KERNEL)?;
+        Ok(Self {
+            pages,
+            size,
+            dirty,
+            tracking: false,
+        })
     }
 
     /// Splits `[offset, offset + len)` into `(page, offset in page, bytes)`
@@ -108,6 +118,11 @@ impl Vram {
 
     /// Page `page`, allocated (zeroed) if it was never written.
     fn page_mut(&mut self, page: usize) -> Result<&mut Page> {
+        if self.tracking {
+            if let Some(w) = self.dirty.get_mut(page / 64) {
+                *w |= 1 << (page % 64);
+            }
+        }
         let slot = self.pages.get_mut(page).ok_or(EINVAL)?;
         if slot.is_none() {
             *slot = Some(KBox::init(pin_init::zeroed::<Page>(), GFP_KERNEL)?);
@@ -126,6 +141,69 @@ impl Vram {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| p.as_deref().map(|p| (i as u64, p)))
+    }
+
+    /// Starts (or restarts) tracking written pages: none is dirty now.
+    pub(crate) fn start_tracking(&mut self) {
+        self.dirty.iter_mut().for_each(|w| *w = 0);
+        self.tracking = true;
+    }
+
+    /// Stops tracking.
+    pub(crate) fn stop_tracking(&mut self) {
+        self.tracking = false;
+        self.dirty.iter_mut().for_each(|w| *w = 0);
+    }
+
+    /// Number of dirty pages.
+    pub(crate) fn dirty_count(&self) -> usize {
+        self.dirty.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Written pages at index `from` or above.
+    pub(crate) fn page_count_from(&self, from: usize) -> usize {
+        self.pages.iter().skip(from).filter(|p| p.is_some()).count()
+    }
+
+    /// Up to `max` written pages from index `from` on, in order, into
+    /// `out` (as indices); returns the index after the last page looked at.
+    pub(crate) fn written_from(
+        &self,
+        from: usize,
+        max: usize,
+        out: &mut KVec<usize>,
+    ) -> Result<usize> {
+        let mut i = from;
+        while i < self.pages.len() && out.len() < max {
+            if self.pages[i].is_some() {
+                out.push(i, GFP_KERNEL)?;
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+
+    /// Takes up to `max` dirty pages (clearing their bits), in order.
+    pub(crate) fn take_dirty(&mut self, max: usize, out: &mut KVec<usize>) -> Result {
+        for (wi, w) in self.dirty.iter_mut().enumerate() {
+            while *w != 0 && out.len() < max {
+                let bit = w.trailing_zeros() as usize;
+                out.push(wi * 64 + bit, GFP_KERNEL)?;
+                *w &= !(1u64 << bit);
+            }
+            if out.len() == max {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Page `index` (zeros if never written).
+    pub(crate) fn page(&self, index: usize) -> &Page {
+        match self.pages.get(index) {
+            Some(Some(p)) => p,
+            _ => &ZERO_PAGE,
+        }
     }
 
     /// Zeroes all of it (frees every page).

@@ -7,6 +7,7 @@
 
 pub mod config_space;
 pub mod desc;
+pub mod mig;
 pub mod region;
 pub mod regs;
 pub mod state;

@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The migration data file (`data_fd` of VFIO migration v2): an anonymous
+//! stream file whose operations are delivered to a [`Stream`].
+//!
+//! C headers: [`include/linux/anon_inodes.h`](srctree/include/linux/anon_inodes.h),
+//! [`include/linux/fs.h`](srctree/include/linux/fs.h).
+
+use super::bindings;
+use core::{marker::PhantomData, ptr::NonNull};
+use kernel::{
+    error::{from_err_ptr, from_result},
+    module::{this_module, ModuleMetadata},
+    prelude::*,
+    sync::Arc,
+    types::ForeignOwnable,
+    uaccess::{UserSlice, UserSliceReader, UserSliceWriter},
+};
+
+/// What a data file does. The file owns an `Arc<Self>` until it is
+/// released; everything here runs in process context.
+pub(crate) trait Stream: Send + Sync + Sized + 'static {
+    /// The module whose code serves the file (kept loaded while it is open).
+    type OwnerModule: ModuleMetadata;
+
+    /// `read(2)`: fill `out` with the next bytes of the stream.
+    fn read(&self, out: &mut UserSliceWriter) -> Result<usize>;
+
+    /// `write(2)`: consume `input`.
+    fn write(&self, input: &mut UserSliceReader) -> Result<usize>;
+
+    /// `ioctl(2)` on the file (e.g. `VFIO_MIG_GET_PRECOPY_INFO`).
+    fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<isize>;
+
+    /// `poll(2)`: the `EPOLL*` mask ready now. The stream never makes a
+    /// reader or writer wait (a read with nothing to give answers at once),
+    /// so readiness does not change by itself and no wait queue is needed.
+    fn poll(&self) -> u32;
+}
+
+/// An open data file, not yet handed to user space; `fput` on drop.
+///
+/// # Invariants
+///
+/// `file` holds one reference to a file created by [`DataFile::new`].
+pub(crate) struct DataFile {
+    file: NonNull<bindings::file>,
+}
+
+impl DataFile {
+    /// A new stream file serving `stream`, opened for writing when `write`
+    /// (the destination) and for reading otherwise.
+    pub(crate) fn new<S: Stream>(stream: Arc<S>, write: bool) -> Result<Self> {
+        let flags = if write {
+            bindings::O_WRONLY
+        } else {
+            bindings::O_RDONLY
+        };
+        let private = stream.into_foreign();
+        // SAFETY: the name is a static string, the ops table is static and
+        // `private` is an `Arc` the file owns from now on (taken back in
+        // `release`, or below on failure).
+        let file = unsafe {
+            bindings::anon_inode_getfile(
+                c"mblit_mig".as_char_ptr(),
+                &VTable::<S>::FOPS,
+                private.cast(),
+                flags as i32,
+            )
+        };
+        let file = match from_err_ptr(file).map(NonNull::new) {
+            Ok(Some(file)) => file,
+            other => {
+                // SAFETY: the file was not created, so `private` is still ours.
+                drop(unsafe { Arc::<S>::from_foreign(private) });
+                return Err(other.err().unwrap_or(ENOMEM));
+            }
+        };
+        // SAFETY: `file` is a new, valid file; a stream has no position.
+        unsafe { bindings::stream_open((*file.as_ptr()).f_inode, file.as_ptr()) };
+        Ok(Self { file })
+    }
+
+    /// Hands the file (and its reference) over, e.g. to the VFIO core,
+    /// which installs it as the user's `data_fd`.
+    pub(crate) fn into_raw(self) -> *mut bindings::file {
+        let file = self.file.as_ptr();
+        core::mem::forget(self);
+        file
+    }
+}
+
+impl Drop for DataFile {
+    fn drop(&mut self) {
+        // SAFETY: drops our reference (type invariant).
+        unsafe { bindings::fput(self.file.as_ptr()) };
+    }
+}
+
+// SAFETY: a file reference may be dropped from any thread.
+unsafe impl Send for DataFile {}
+// SAFETY: `&DataFile` allows nothing.
+unsafe impl Sync for DataFile {}
+
+struct VTable<S: Stream>(PhantomData<S>);
+
+impl<S: Stream> VTable<S> {
+    const FOPS: bindings::file_operations = bindings::file_operations {
+        owner: this_module::<S::OwnerModule>().as_ptr(),
+        read: Some(Self::read),
+        write: Some(Self::write),
+        poll: Some(Self::poll),
+        unlocked_ioctl: Some(Self::ioctl),
+        compat_ioctl: Some(Self::ioctl),
+        release: Some(Self::release),
+        ..pin_init::zeroed()
+    };
+
+    /// Runs `f` on the stream of `file`.
+    ///
+    /// # Safety
+    ///
+    /// `file` must be a file created by `DataFile::new::<S>` that is not
+    /// released yet.
+    unsafe fn with<R>(file: *mut bindings::file, f: impl FnOnce(&S) -> R) -> R {
+        // SAFETY: private_data is the `Arc<S>` the file owns until release
+        // (caller); borrowing it for the call is fine.
+        let s = unsafe { <Arc<S> as ForeignOwnable>::borrow((*file).private_data.cast()) };
+        f(&s)
+    }
+
+    unsafe extern "C" fn read(
+        file: *mut bindings::file,
+        buf: *mut c_char,
+        count: usize,
+        _pos: *mut bindings::loff_t,
+    ) -> isize {
+        let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
+        // SAFETY: the VFS calls read on an open file of ours.
+        unsafe {
+            Self::with(file, |s| {
+                from_result(|| s.read(&mut out).map(|n| n as isize))
+            })
+        }
+    }
+
+    unsafe extern "C" fn write(
+        file: *mut bindings::file,
+        buf: *const c_char,
+        count: usize,
+        _pos: *mut bindings::loff_t,
+    ) -> isize {
+        let mut input = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
+        // SAFETY: as in `read`.
+        unsafe {
+            Self::with(file, |s| {
+                from_result(|| s.write(&mut input).map(|n| n as isize))
+            })
+        }
+    }
+
+    unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
+        let arg = UserPtr::from_addr(arg as usize);
+        // SAFETY: as in `read`.
+        unsafe {
+            Self::with(file, |s| {
+                from_result(|| s.ioctl(cmd, arg).map(|n| n as c_long))
+            })
+        }
+    }
+
+    unsafe extern "C" fn poll(
+        file: *mut bindings::file,
+        _table: *mut kernel::bindings::poll_table_struct,
+    ) -> bindings::__poll_t {
+        // SAFETY: as in `read`.
+        unsafe { Self::with(file, |s| s.poll()) }
+    }
+
+    unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+        // SAFETY: the last reference is gone; the `Arc` the file owned is
+        // taken back exactly once.
+        drop(unsafe { Arc::<S>::from_foreign((*file).private_data.cast()) });
+        0
+    }
+}

@@ -1,0 +1,515 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VFIO migration v2 (docs/migration.md §3): the device-state machine
+//! arcs and the `data_fd` streams, with iterative pre-copy of device
+//! memory.
+//!
+//! # Locks
+//!
+//! `MblitDevice::mig` (the streams of the current migration) is taken
+//! before the device state lock; a stream's own lock is taken before the
+//! device state lock too, and never while `state` is held. So the order is
+//! `mig` → stream → `state`.
+
+use crate::{
+    device::MblitDevice,
+    kapi::{
+        datafile::{DataFile, Stream},
+        vfio::{self, uapi, Device, DeviceRef},
+    },
+    logic::{
+        mig::MigState,
+        state::{self, DeviceState, RecordKind, HEADER_LEN, PAGE, PAGES_CHUNK_MAX},
+    },
+};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    sync::{Arc, Mutex},
+    uaccess::{UserSliceReader, UserSliceWriter},
+};
+
+/// The streams of the migration in progress. Guarded by `MblitDevice::mig`.
+#[derive(Default)]
+pub(crate) struct Mig {
+    save: Option<Arc<SaveStream>>,
+    resume: Option<Arc<ResumeStream>>,
+}
+
+impl Mig {
+    /// Ends every stream: their files report an error from now on.
+    pub(crate) fn end_streams(&mut self) {
+        if let Some(s) = self.save.take() {
+            s.inner.lock().disabled = true;
+        }
+        if let Some(r) = self.resume.take() {
+            r.inner.lock().disabled = true;
+        }
+    }
+}
+
+/// The source side: reading it yields pages records, then (once stopped)
+/// the dirty pages and a final device record, then end of stream.
+#[pin_data]
+pub(crate) struct SaveStream {
+    dev: DeviceRef<MblitDevice>,
+    #[pin]
+    inner: Mutex<SaveInner>,
+}
+
+struct SaveInner {
+    disabled: bool,
+    /// The record being read out, and how much of it was read.
+    buf: KVVec<u8>,
+    pos: usize,
+    /// Whether `buf` is part of the initial pass.
+    buf_initial: bool,
+    /// Next page index of the initial pass (`None`: the pass is done).
+    cursor: Option<usize>,
+    /// STOP_COPY: the final device record, until it is queued.
+    last: Option<KVVec<u8>>,
+    stopped: bool,
+}
+
+/// The destination side: records written to it are validated one at a
+/// time; pages go into device memory, the device record's state is kept
+/// for the transition out of RESUMING.
+#[pin_data]
+pub(crate) struct ResumeStream {
+    dev: DeviceRef<MblitDevice>,
+    #[pin]
+    inner: Mutex<ResumeInner>,
+}
+
+struct ResumeInner {
+    disabled: bool,
+    buf: KVVec<u8>,
+    /// Length of the record being received, once its header is in.
+    need: Option<(usize, RecordKind)>,
+    poisoned: bool,
+    device: Option<DeviceState>,
+}
+
+impl SaveStream {
+    fn new(dev: &Device<MblitDevice>, stopped: bool) -> Result<Arc<Self>> {
+        let last = if stopped {
+            Some(Self::final_record(dev)?)
+        } else {
+            None
+        };
+        Arc::pin_init(
+            try_pin_init!(Self {
+                dev: dev.get_ref(),
+                inner <- new_mutex!(
+                    SaveInner {
+                        disabled: false,
+                        buf: KVVec::new(),
+                        pos: 0,
+                        buf_initial: false,
+                        cursor: Some(0),
+                        last,
+                        stopped,
+                    },
+                    "mblit_save"
+                ),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The device record that ends a stream: everything but device memory
+    /// (the pages records carry that).
+    fn final_record(dev: &Device<MblitDevice>) -> Result<KVVec<u8>> {
+        let ds = dev.device_state();
+        let mut out = KVVec::from_elem(0u8, state::encoded_len(0), GFP_KERNEL)?;
+        state::encode(&ds, 0, core::iter::empty(), &mut out).map_err(|_| EINVAL)?;
+        Ok(out)
+    }
+
+    /// Builds the next record into `inner.buf`; false when there is none
+    /// now.
+    fn refill(&self, inner: &mut SaveInner) -> Result<bool> {
+        let dev = &*self.dev;
+        let mut indices = KVec::new();
+        inner.buf.clear();
+        inner.pos = 0;
+        if let Some(from) = inner.cursor {
+            let next = dev.with_vram(|v| v.written_from(from, PAGES_CHUNK_MAX, &mut indices))?;
+            inner.cursor = if indices.is_empty() { None } else { Some(next) };
+            if !indices.is_empty() {
+                inner.buf_initial = true;
+                return self.encode_pages(inner, &indices).map(|()| true);
+            }
+        }
+        dev.with_vram_mut(|v| v.take_dirty(PAGES_CHUNK_MAX, &mut indices))?;
+        if !indices.is_empty() {
+            inner.buf_initial = false;
+            return self.encode_pages(inner, &indices).map(|()| true);
+        }
+        if let Some(last) = inner.last.take() {
+            inner.buf = last;
+            inner.buf_initial = false;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn encode_pages(&self, inner: &mut SaveInner, indices: &[usize]) -> Result {
+        let dev = &*self.dev;
+        inner
+            .buf
+            .resize(state::pages_chunk_len(indices.len()), 0, GFP_KERNEL)?;
+        let (type_id, vram_size) = (dev.type_id(), dev.vram_size());
+        dev.with_vram(|v| {
+            let pages = indices.iter().map(|&i| (i as u64, v.page(i)));
+            state::encode_pages_chunk(type_id, vram_size, indices.len(), pages, &mut inner.buf)
+                .map_err(|_| EINVAL)
+        })
+    }
+
+    /// STOP_COPY reached from PRE_COPY_P2P: the same stream goes on with
+    /// the final part.
+    fn stop(&self) -> Result {
+        let last = Self::final_record(&self.dev)?;
+        let mut inner = self.inner.lock();
+        inner.last = Some(last);
+        inner.stopped = true;
+        Ok(())
+    }
+
+    /// `(initial_bytes, dirty_bytes)` not read yet.
+    fn pending(&self, inner: &SaveInner) -> (u64, u64) {
+        let dev = &*self.dev;
+        let in_buf = (inner.buf.len() - inner.pos) as u64;
+        let initial_pages = inner
+            .cursor
+            .map_or(0, |from| dev.with_vram(|v| v.page_count_from(from)));
+        let dirty_pages = dev.with_vram(|v| v.dirty_count());
+        let mut initial = state::pages_stream_len(initial_pages) as u64;
+        let mut dirty = state::pages_stream_len(dirty_pages) as u64;
+        if inner.buf_initial {
+            initial += in_buf;
+        } else {
+            dirty += in_buf;
+        }
+        (initial, dirty)
+    }
+
+    /// Bytes a STOP_COPY from now would produce.
+    fn stop_copy_size(&self) -> usize {
+        let inner = self.inner.lock();
+        let (initial, dirty) = self.pending(&inner);
+        (initial + dirty) as usize + state::encoded_len(0)
+    }
+}
+
+impl Stream for SaveStream {
+    type OwnerModule = crate::LocalModule;
+
+    fn read(&self, out: &mut UserSliceWriter) -> Result<usize> {
+        let mut inner = self.inner.lock();
+        if inner.disabled {
+            return Err(ENODEV);
+        }
+        let want = out.len();
+        let mut done = 0;
+        while done < want {
+            if inner.pos == inner.buf.len() && !self.refill(&mut inner)? {
+                if done == 0 && !inner.stopped {
+                    // Pre-copy's temporary end of stream.
+                    return Err(ENOMSG);
+                }
+                break;
+            }
+            let n = (inner.buf.len() - inner.pos).min(want - done);
+            let pos = inner.pos;
+            out.write_slice(&inner.buf[pos..pos + n])?;
+            inner.pos += n;
+            done += n;
+        }
+        Ok(done)
+    }
+
+    fn write(&self, _input: &mut UserSliceReader) -> Result<usize> {
+        Err(EINVAL)
+    }
+
+    fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<isize> {
+        if cmd != vfio::ioctl::MIG_GET_PRECOPY_INFO {
+            return Err(ENOTTY);
+        }
+        // struct vfio_precopy_info: argsz, flags, initial_bytes, dirty_bytes.
+        const MINSZ: usize = 24;
+        let (mut info, _argsz) = vfio::read_arg::<MINSZ>(arg, MINSZ)?;
+        let inner = self.inner.lock();
+        if inner.disabled || inner.stopped {
+            // Only in PRE_COPY and PRE_COPY_P2P.
+            return Err(EINVAL);
+        }
+        let (initial, dirty) = self.pending(&inner);
+        drop(inner);
+        info[4..8].copy_from_slice(&0u32.to_ne_bytes());
+        info[8..16].copy_from_slice(&initial.to_ne_bytes());
+        info[16..24].copy_from_slice(&dirty.to_ne_bytes());
+        vfio::write_arg(arg, &info)?;
+        Ok(0)
+    }
+
+    fn poll(&self) -> u32 {
+        uapi::POLL_IN
+    }
+}
+
+impl ResumeStream {
+    fn new(dev: &Device<MblitDevice>) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            try_pin_init!(Self {
+                dev: dev.get_ref(),
+                inner <- new_mutex!(
+                    ResumeInner {
+                        disabled: false,
+                        buf: KVVec::new(),
+                        need: None,
+                        poisoned: false,
+                        device: None,
+                    },
+                    "mblit_resume"
+                ),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Validates the complete record in `inner.buf` and takes it in.
+    fn take_record(&self, inner: &mut ResumeInner, kind: RecordKind) -> Result {
+        let dev = &*self.dev;
+        let (type_id, vram_size) = (dev.type_id(), dev.vram_size());
+        match kind {
+            RecordKind::Pages => {
+                let chunk = state::decode_pages_chunk(&inner.buf, type_id, vram_size)
+                    .map_err(|_| EINVAL)?;
+                dev.with_vram_mut(|v| {
+                    chunk
+                        .pages()
+                        .try_for_each(|(i, p)| v.write_from(i * PAGE as u64, p))
+                })
+            }
+            RecordKind::Device => {
+                let decoded = state::decode(&inner.buf, type_id, vram_size).map_err(|_| EINVAL)?;
+                dev.with_vram_mut(|v| {
+                    decoded
+                        .pages()
+                        .try_for_each(|(i, p)| v.write_from(i * PAGE as u64, p))
+                })?;
+                inner.device = Some(decoded.state);
+                Ok(())
+            }
+        }
+    }
+
+    /// The end of the stream (leaving RESUMING): the device record's state
+    /// if the stream was complete and valid.
+    fn finish(&self) -> Result<DeviceState> {
+        let mut inner = self.inner.lock();
+        inner.disabled = true;
+        let complete = !inner.poisoned && inner.buf.is_empty() && inner.need.is_none();
+        match inner.device.take() {
+            Some(ds) if complete => Ok(ds),
+            _ => Err(EINVAL),
+        }
+    }
+}
+
+impl Stream for ResumeStream {
+    type OwnerModule = crate::LocalModule;
+
+    fn read(&self, _out: &mut UserSliceWriter) -> Result<usize> {
+        Err(EINVAL)
+    }
+
+    fn write(&self, input: &mut UserSliceReader) -> Result<usize> {
+        let mut inner = self.inner.lock();
+        if inner.disabled {
+            return Err(ENODEV);
+        }
+        if inner.poisoned {
+            return Err(EINVAL);
+        }
+        let total = input.len();
+        let result = (|| -> Result {
+            while !input.is_empty() {
+                if inner.device.is_some() {
+                    // Nothing may follow the device record.
+                    return Err(EINVAL);
+                }
+                let target = inner.need.map_or(HEADER_LEN, |(len, _)| len);
+                let have = inner.buf.len();
+                let n = (target - have).min(input.len());
+                inner.buf.resize(have + n, 0, GFP_KERNEL)?;
+                input.read_slice(&mut inner.buf[have..have + n])?;
+                if inner.buf.len() < target {
+                    break;
+                }
+                match inner.need {
+                    None => {
+                        let dev = &*self.dev;
+                        let info = state::peek_record(&inner.buf, dev.type_id(), dev.vram_size())
+                            .map_err(|_| EINVAL)?;
+                        inner.need = Some((info.len, info.kind));
+                    }
+                    Some((_, kind)) => {
+                        self.take_record(&mut inner, kind)?;
+                        inner.buf.clear();
+                        inner.need = None;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(total),
+            Err(e) => {
+                inner.poisoned = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn ioctl(&self, _cmd: u32, _arg: UserPtr) -> Result<isize> {
+        Err(ENOTTY)
+    }
+
+    fn poll(&self) -> u32 {
+        uapi::POLL_OUT
+    }
+}
+
+impl MblitDevice {
+    /// `migration_set_state`: walks the arcs from the current state to
+    /// `new`.
+    pub(crate) fn mig_set_state(dev: &Device<Self>, new: u32) -> Result<Option<DataFile>> {
+        let target = MigState::from_u32(new).ok_or(EINVAL)?;
+        let mut mig = dev.mig.lock();
+        if target != MigState::Running && !dev.region_running() {
+            // The DEVICE_STATE region has the device stopped.
+            return Err(EBUSY);
+        }
+        let mut file = None;
+        let mut cur = dev.v2_state();
+        while cur != target {
+            let next = MigState::from_u32(dev.mig_next_state(cur.value(), new)?).ok_or(EINVAL)?;
+            // A data file is handed out only by the last arc.
+            if let Some(f) = file.take() {
+                drop::<DataFile>(f);
+                return Err(EINVAL);
+            }
+            file = Self::step(dev, &mut mig, cur, next)?;
+            cur = next;
+        }
+        Ok(file)
+    }
+
+    /// Executes one arc of the migration FSM.
+    fn step(
+        dev: &Device<Self>,
+        mig: &mut Mig,
+        from: MigState,
+        to: MigState,
+    ) -> Result<Option<DataFile>> {
+        use MigState::*;
+        let mut file = None;
+        match (from, to) {
+            (Running, RunningP2p) | (PreCopy, PreCopyP2p) => {
+                dev.set_v2_state(to);
+                Self::quiesce_engine(dev);
+            }
+            (RunningP2p, Running) | (PreCopyP2p, PreCopy) => {
+                dev.set_v2_state(to);
+                Self::kick_engine(dev);
+            }
+            (RunningP2p, Stop) | (Stop, RunningP2p) => dev.set_v2_state(to),
+            (Stop, StopCopy) => {
+                let s = SaveStream::new(dev, true)?;
+                file = Some(DataFile::new(s.clone(), false)?);
+                mig.save = Some(s);
+                dev.set_v2_state(to);
+            }
+            (StopCopy, Stop) => {
+                mig.end_streams();
+                dev.set_v2_state(to);
+            }
+            (Stop, Resuming) => {
+                let r = ResumeStream::new(dev)?;
+                file = Some(DataFile::new(r.clone(), true)?);
+                dev.with_vram_mut(|v| {
+                    v.clear();
+                    Ok(())
+                })?;
+                mig.resume = Some(r);
+                dev.set_v2_state(to);
+            }
+            (Resuming, Stop) => {
+                let result = mig.resume.take().ok_or(EINVAL).and_then(|r| r.finish());
+                match result.and_then(|ds| dev.apply_device_state(&ds)) {
+                    Ok(()) => dev.set_v2_state(to),
+                    Err(e) => {
+                        // Invalid or incomplete data: the device is left as
+                        // after a reset, in ERROR until VFIO_DEVICE_RESET.
+                        dev.reset_contents();
+                        dev.set_v2_state(Error);
+                        return Err(e);
+                    }
+                }
+            }
+            (Running, PreCopy) => {
+                dev.with_vram_mut(|v| {
+                    v.start_tracking();
+                    Ok(())
+                })?;
+                let s = SaveStream::new(dev, false)?;
+                file = Some(DataFile::new(s.clone(), false)?);
+                mig.save = Some(s);
+                dev.set_v2_state(to);
+            }
+            (PreCopy, Running) | (PreCopyP2p, RunningP2p) => {
+                mig.end_streams();
+                dev.with_vram_mut(|v| {
+                    v.stop_tracking();
+                    Ok(())
+                })?;
+                dev.set_v2_state(to);
+            }
+            (PreCopyP2p, StopCopy) => {
+                dev.set_v2_state(to);
+                mig.save.as_ref().ok_or(EINVAL)?.stop()?;
+            }
+            _ => return Err(EINVAL),
+        }
+        Ok(file)
+    }
+
+    /// `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`.
+    pub(crate) fn mig_data_size(dev: &Device<Self>) -> Result<usize> {
+        let mig = dev.mig.lock();
+        if let Some(s) = &mig.save {
+            return Ok(s.stop_copy_size());
+        }
+        let pages = dev.with_vram(|v| v.page_count_from(0));
+        Ok(state::pages_stream_len(pages) + state::encoded_len(0))
+    }
+
+    /// Reset or close: back to RUNNING with no migration file working.
+    pub(crate) fn mig_reset(&self) {
+        let mut mig = self.mig.lock();
+        mig.end_streams();
+        let _ = self.with_vram_mut(|v| {
+            v.stop_tracking();
+            Ok(())
+        });
+        self.set_v2_state(MigState::Running);
+    }
+}
+
+/// The v2 flags mblit offers.
+pub(crate) const MIGRATION_FLAGS: u32 =
+    uapi::MIGRATION_STOP_COPY | uapi::MIGRATION_P2P | uapi::MIGRATION_PRE_COPY;
