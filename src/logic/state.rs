@@ -893,11 +893,9 @@ pub fn decode(blob: &[u8], type_id: u32, vram_size: u64) -> Result<Decoded<'_>, 
     }
 
     let mut regs = [0u64; REGS.len()];
-    for (v, b) in regs.iter_mut().zip(regs_raw.chunks_exact(8)) {
-        *v = b
-            .first_chunk::<8>()
-            .map(|b| u64::from_le_bytes(*b))
-            .ok_or(StateError::BadLength)?;
+    let mut rr = Reader { buf: regs_raw };
+    for v in regs.iter_mut() {
+        *v = rr.u64()?;
     }
 
     let [ring_valid, error, e_rsvd @ .., e0, e1, e2, e3, e4, e5, e6, e7] = *engine;
