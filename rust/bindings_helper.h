@@ -16,6 +16,7 @@
 #include <linux/workqueue.h>
 #include <linux/anon_inodes.h>
 #include <linux/fs.h>
+#include <linux/interval_tree.h>
 
 #include "helpers.h"
 

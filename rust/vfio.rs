@@ -75,6 +75,51 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
     fn mig_data_size(_dev: &Device<Self>) -> Result<usize> {
         Err(EOPNOTSUPP)
     }
+
+    /// Whether the device offers DMA logging (`vfio_log_ops`). It is only
+    /// offered when the kernel can report (`CONFIG_IOMMUFD_DRIVER`, which
+    /// provides the `iova_bitmap` helpers).
+    const DMA_LOGGING: bool = false;
+
+    /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_START` with the (validated,
+    /// non-overlapping) `ranges` as `(first, last)` IOVAs; may change
+    /// `page_size`.
+    fn log_start(_dev: &Device<Self>, _ranges: &[(u64, u64)], _page_size: &mut u64) -> Result {
+        Err(EOPNOTSUPP)
+    }
+
+    /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP`.
+    fn log_stop(_dev: &Device<Self>) -> Result {
+        Err(EOPNOTSUPP)
+    }
+
+    /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT` for `[iova, iova +
+    /// length)`: set the pages written since the last report in `dirty`
+    /// and forget them.
+    fn log_read_and_clear(
+        _dev: &Device<Self>,
+        _iova: u64,
+        _length: u64,
+        _dirty: &mut IovaBitmap<'_>,
+    ) -> Result {
+        Err(EOPNOTSUPP)
+    }
+}
+
+/// The bitmap a DMA logging report fills (`struct iova_bitmap`).
+pub(crate) struct IovaBitmap<'a> {
+    raw: *mut bindings::iova_bitmap,
+    _p: PhantomData<&'a mut bindings::iova_bitmap>,
+}
+
+impl IovaBitmap<'_> {
+    /// Marks `[iova, iova + length)` dirty.
+    pub(crate) fn set(&mut self, iova: u64, length: u64) {
+        // SAFETY: `raw` is the bitmap the core passed for this report,
+        // valid for the callback (the lifetime); iova_bitmap_set() clips
+        // to the bitmap's own range.
+        unsafe { bindings::iova_bitmap_set(self.raw, iova as usize, length as usize) };
+    }
 }
 
 /// What `VFIO_DEVICE_GET_REGION_INFO` reports for one region.
@@ -146,6 +191,9 @@ impl<T: Ops> Device<T> {
             if T::MIGRATION_FLAGS != 0 {
                 (*raw).mig_ops = &VTable::<T>::MIG_OPS;
                 (*raw).migration_flags = T::MIGRATION_FLAGS;
+            }
+            if T::DMA_LOGGING && cfg!(CONFIG_IOMMUFD_DRIVER) {
+                (*raw).log_ops = &VTable::<T>::LOG_OPS;
             }
         }
         // SAFETY: `raw` is an initialised vfio_device.
@@ -558,6 +606,61 @@ impl<T: Ops> VTable<T> {
             // SAFETY: the core passes a valid output pointer.
             unsafe { *len = n as c_ulong };
             Ok(0)
+        })
+    }
+
+    const LOG_OPS: bindings::vfio_log_ops = bindings::vfio_log_ops {
+        log_start: Some(Self::log_start),
+        log_stop: Some(Self::log_stop),
+        log_read_and_clear: Some(Self::log_read_and_clear),
+    };
+
+    unsafe extern "C" fn log_start(
+        vdev: *mut bindings::vfio_device,
+        ranges: *mut bindings::rb_root_cached,
+        nnodes: u32,
+        page_size: *mut u64,
+    ) -> c_int {
+        // SAFETY: as in `open_device`.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        from_result(|| {
+            let mut list = KVec::with_capacity(nnodes as usize, GFP_KERNEL)?;
+            // SAFETY: the core built `ranges` as an interval tree of
+            // `nnodes` nodes that lives for the call.
+            let mut node = unsafe { bindings::interval_tree_iter_first(ranges, 0, u64::MAX as _) };
+            while !node.is_null() {
+                // SAFETY: `node` is a node of that tree.
+                let (start, last) = unsafe { ((*node).start as u64, (*node).last as u64) };
+                list.push((start, last), GFP_KERNEL)?;
+                // SAFETY: as above.
+                node = unsafe { bindings::interval_tree_iter_next(node, 0, u64::MAX as _) };
+            }
+            // SAFETY: the core passes a valid in/out page size.
+            let page_size = unsafe { &mut *page_size };
+            T::log_start(dev, &list, page_size).map(|()| 0)
+        })
+    }
+
+    unsafe extern "C" fn log_stop(vdev: *mut bindings::vfio_device) -> c_int {
+        // SAFETY: as in `open_device`.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        from_result(|| T::log_stop(dev).map(|()| 0))
+    }
+
+    unsafe extern "C" fn log_read_and_clear(
+        vdev: *mut bindings::vfio_device,
+        iova: c_ulong,
+        length: c_ulong,
+        dirty: *mut bindings::iova_bitmap,
+    ) -> c_int {
+        // SAFETY: as in `open_device`.
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        let mut bitmap = IovaBitmap {
+            raw: dirty,
+            _p: PhantomData,
+        };
+        from_result(|| {
+            T::log_read_and_clear(dev, iova as u64, length as u64, &mut bitmap).map(|()| 0)
         })
     }
 

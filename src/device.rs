@@ -20,12 +20,13 @@
 //! `state` and then flush the work item.
 
 use crate::{
+    dirty_log::DirtyLog,
     engine::Completion,
     irq::{self, Irq},
     kapi::{
         datafile::DataFile,
         debugfs::{Counters, Dir},
-        vfio::{self, ioctl, uapi, Device, RegionInfo},
+        vfio::{self, ioctl, uapi, Device, IovaBitmap, RegionInfo},
     },
     logic::{
         config_space::{ConfigSpace, CONFIG_SIZE},
@@ -184,6 +185,9 @@ pub(crate) struct MblitDevice {
     /// The v2 migration's streams; taken before `state`.
     #[pin]
     pub(crate) mig: Mutex<Mig>,
+    /// DMA logging; taken alone.
+    #[pin]
+    log: Mutex<DirtyLog>,
 }
 
 impl MblitDevice {
@@ -222,6 +226,7 @@ impl MblitDevice {
             pins <- new_mutex!(Pins::new(pin_budget), "mblit_pins"),
             counters <- counters,
             mig <- new_mutex!(Mig::default(), "mblit_mig"),
+            log <- new_mutex!(DirtyLog::default(), "mblit_log"),
         })
         .pin_chain(move |this| {
             this.counters.set(C_BUDGET, u64::from(pin_budget));
@@ -232,6 +237,11 @@ impl MblitDevice {
     /// Device memory size in bytes.
     pub(crate) fn vram_size(&self) -> u64 {
         self.vram_size
+    }
+
+    /// The engine wrote the guest page at `page_iova`.
+    pub(crate) fn log_write(&self, page_iova: u64) {
+        self.log.lock().mark(page_iova);
     }
 
     /// The mdev type id (device memory in MiB).
@@ -677,6 +687,7 @@ impl vfio::Ops for MblitDevice {
         // migration: nothing of this user may stay reachable once the
         // device is closed.
         dev.mig_reset();
+        dev.log.lock().stop();
         dev.state.lock().regs.set(Reg::Ctrl, 0);
         Self::quiesce(dev);
         let mut st = dev.state.lock();
@@ -826,5 +837,28 @@ impl vfio::Ops for MblitDevice {
 
     fn mig_data_size(dev: &Device<Self>) -> Result<usize> {
         Self::mig_data_size(dev)
+    }
+
+    const DMA_LOGGING: bool = true;
+
+    fn log_start(dev: &Device<Self>, ranges: &[(u64, u64)], page_size: &mut u64) -> Result {
+        dev.log.lock().start(ranges, page_size)
+    }
+
+    fn log_stop(dev: &Device<Self>) -> Result {
+        dev.log.lock().stop();
+        Ok(())
+    }
+
+    fn log_read_and_clear(
+        dev: &Device<Self>,
+        iova: u64,
+        length: u64,
+        dirty: &mut IovaBitmap<'_>,
+    ) -> Result {
+        let page = kernel::page::PAGE_SIZE as u64;
+        dev.log
+            .lock()
+            .read_and_clear(iova, length, |p| dirty.set(p, page))
     }
 }

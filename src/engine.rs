@@ -57,13 +57,13 @@ impl MblitDevice {
     ) -> core::result::Result<Completion, EngineError> {
         let mut raw: RawDesc = [0; DESC_SIZE as usize];
         let desc_iova = ring.desc_iova(head);
-        Self::guest_rw(pins, desc_iova, &mut raw, false, true).map_err(
-            |(code, addr)| match code {
+        Self::guest_rw(dev, pins, desc_iova, &mut raw, false, true).map_err(|(code, addr)| {
+            match code {
                 // ERR_ADDR of a failed fetch is the descriptor's IOVA.
                 ErrorCode::RingFetch => (code, desc_iova),
                 _ => (code, addr),
-            },
-        )?;
+            }
+        })?;
         let cmd = desc::decode(&raw, dev.vram_size()).map_err(|e| (e.code, e.addr))?;
         match cmd {
             Command::Nop => Ok(Completion {
@@ -104,7 +104,7 @@ impl MblitDevice {
                 })
             }
             Command::Fence { iova, value, irq } => {
-                Self::guest_rw(pins, iova, &mut value.to_le_bytes(), true, false)?;
+                Self::guest_rw(dev, pins, iova, &mut value.to_le_bytes(), true, false)?;
                 Ok(Completion {
                     bytes: 0,
                     fence: Some((value, irq)),
@@ -117,6 +117,7 @@ impl MblitDevice {
     /// memory) through the command's pinned pages; `ring` for a descriptor
     /// fetch.
     fn guest_rw(
+        dev: &Device<Self>,
         pins: &mut CommandPins<'_, Self>,
         iova: u64,
         buf: &mut [u8],
@@ -137,6 +138,9 @@ impl MblitDevice {
                 page.read(at, part)
             };
             copied.map_err(|_| (ErrorCode::IovaFault, addr))?;
+            if write {
+                dev.log_write(addr - at as u64);
+            }
             done += n;
         }
         Ok(())
@@ -159,7 +163,7 @@ impl MblitDevice {
         // No wrap: decode checked both ranges.
         let a = addr.value() + done;
         match addr {
-            Addr::Guest(_) => Self::guest_rw(pins, a, out, false, false),
+            Addr::Guest(_) => Self::guest_rw(dev, pins, a, out, false, false),
             Addr::Device(_) => dev.vram_read(a, out).map_err(|_| (ErrorCode::DevRange, a)),
         }
     }
@@ -181,7 +185,7 @@ impl MblitDevice {
                     .get_mut(..data.len())
                     .ok_or((ErrorCode::IovaFault, a))?;
                 chunk.copy_from_slice(data);
-                Self::guest_rw(pins, a, chunk, true, false)
+                Self::guest_rw(dev, pins, a, chunk, true, false)
             }
             Addr::Device(_) => dev
                 .vram_write(a, data)

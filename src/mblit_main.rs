@@ -9,6 +9,7 @@
 use kernel::prelude::*;
 
 mod device;
+mod dirty_log;
 mod engine;
 mod irq;
 #[path = "../rust/mod.rs"]
@@ -31,6 +32,8 @@ module! {
     authors: ["The mblit developers"],
     description: "Migratable mediated DMA blitter (VFIO mdev)",
     license: "GPL",
+    // iova_bitmap_set(), for DMA logging reports.
+    imports_ns: ["IOMMUFD"],
     params: {
         mem_budget_mib: u32 {
             default: 512,

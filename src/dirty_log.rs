@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device DMA logging (`vfio_log_ops`, docs/dirty-tracking.md): the guest
+//! pages the engine wrote, inside the ranges the user asked for, since
+//! logging started or the last report.
+
+use kernel::prelude::*;
+
+/// Granule the engine writes and logs at.
+const LOG_PAGE: u64 = kernel::page::PAGE_SIZE as u64;
+
+/// Most 4 KiB pages all ranges together may cover (64 TiB): bounds the
+/// bitmaps a user can make the driver allocate.
+const MAX_LOGGED_PAGES: u64 = 1 << 34;
+
+struct Range {
+    first: u64,
+    last: u64,
+    /// One bit per 4 KiB page of the range.
+    bits: KVVec<u64>,
+}
+
+/// The DMA log, guarded by the device's log lock.
+#[derive(Default)]
+pub(crate) struct DirtyLog {
+    ranges: KVec<Range>,
+    active: bool,
+}
+
+impl DirtyLog {
+    /// Starts logging writes to `ranges` (`(first, last)` IOVAs, already
+    /// checked by the VFIO core for alignment and overlap).
+    pub(crate) fn start(&mut self, ranges: &[(u64, u64)], page_size: &mut u64) -> Result {
+        if self.active {
+            return Err(EBUSY);
+        }
+        if !page_size.is_power_of_two() {
+            return Err(EINVAL);
+        }
+        let mut total = 0u64;
+        let mut list = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
+        for &(first, last) in ranges {
+            let pages = (last - first) / LOG_PAGE + 1;
+            total = total.saturating_add(pages);
+            if total > MAX_LOGGED_PAGES {
+                return Err(E2BIG);
+            }
+            let words = usize::try_from(pages.div_ceil(64)).map_err(|_| E2BIG)?;
+            list.push(
+                Range {
+                    first: first - first % LOG_PAGE,
+                    last,
+                    bits: KVVec::from_elem(0u64, words, GFP_KERNEL)?,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        self.ranges = list;
+        self.active = true;
+        Ok(())
+    }
+
+    /// Stops logging and forgets everything.
+    pub(crate) fn stop(&mut self) {
+        self.ranges = KVec::new();
+        self.active = false;
+    }
+
+    /// The engine wrote guest page `page_iova`.
+    pub(crate) fn mark(&mut self, page_iova: u64) {
+        if !self.active {
+            return;
+        }
+        for r in self.ranges.iter_mut() {
+            if page_iova + LOG_PAGE > r.first && page_iova <= r.last {
+                let bit = (page_iova.max(r.first) - r.first) / LOG_PAGE;
+                if let Some(w) = r.bits.get_mut((bit / 64) as usize) {
+                    *w |= 1 << (bit % 64);
+                }
+            }
+        }
+    }
+
+    /// Calls `report(iova)` for every logged page in `[iova, iova +
+    /// length)` and forgets it.
+    pub(crate) fn read_and_clear(
+        &mut self,
+        iova: u64,
+        length: u64,
+        mut report: impl FnMut(u64),
+    ) -> Result {
+        if !self.active {
+            return Err(EINVAL);
+        }
+        let end = iova.checked_add(length).ok_or(EINVAL)?;
+        for r in self.ranges.iter_mut() {
+            for (wi, w) in r.bits.iter_mut().enumerate() {
+                let mut bits = *w;
+                while bits != 0 {
+                    let b = bits.trailing_zeros() as u64;
+                    bits &= bits - 1;
+                    let page = r.first + (wi as u64 * 64 + b) * LOG_PAGE;
+                    if page >= iova && page < end {
+                        report(page);
+                        *w &= !(1 << b);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
