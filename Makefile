@@ -7,7 +7,7 @@
 KDIR ?= $(shell scripts/kdir)/build
 KMAKE_ARGS := $(shell . scripts/env.sh && mblit_kmake_args)
 
-.PHONY: all module setup host-test check test demo bench clean
+.PHONY: all module setup host-test check test demo clean
 
 all: module
 
