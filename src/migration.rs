@@ -436,6 +436,10 @@ impl MblitDevice {
             }
             (StopCopy, Stop) => {
                 mig.end_streams();
+                dev.with_vram_mut(|v| {
+                    v.stop_tracking();
+                    Ok(())
+                })?;
                 dev.set_v2_state(to);
             }
             (Stop, Resuming) => {
