@@ -732,4 +732,127 @@ static inline uint64_t mb_efd_collect(struct __test_metadata *_metadata,
 	return got;
 }
 
+/* ---- the DEVICE_STATE region (docs/device.md §10) ---------------------- */
+
+/*
+ * Find the region(s) whose VFIO_REGION_INFO_CAP_TYPE capability is
+ * @type/@subtype, walking each region's capability chain (never by index).
+ * Returns how many regions carry it, the first one's info in *out, or a
+ * negative errno.
+ */
+static inline int mb_find_region_by_type(struct mb_dev *d, uint32_t type,
+					 uint32_t subtype,
+					 struct vfio_region_info *out)
+{
+	struct vfio_device_info dinfo;
+	struct vfio_region_info *ri;
+	uint32_t i, sz, off;
+	int found = 0, ret, hops;
+
+	ret = vfio_mdev_device_info(&d->v, &dinfo);
+	if (ret)
+		return ret;
+	for (i = 0; i < dinfo.num_regions; i++) {
+		sz = sizeof(*ri);
+		for (;;) {
+			ri = calloc(1, sz);
+			if (!ri)
+				return -ENOMEM;
+			ri->argsz = sz;
+			ri->index = i;
+			if (ioctl(d->v.device_fd, VFIO_DEVICE_GET_REGION_INFO, ri)) {
+				ret = -errno;
+				free(ri);
+				return ret;
+			}
+			if (ri->argsz <= sz)
+				break;
+			sz = ri->argsz;		/* room for the capabilities */
+			free(ri);
+		}
+		off = (ri->flags & VFIO_REGION_INFO_FLAG_CAPS) ? ri->cap_offset : 0;
+		for (hops = 0; off && hops < 64; hops++) {
+			struct vfio_info_cap_header *h;
+
+			if (off < sizeof(*ri) ||
+			    off + sizeof(struct vfio_region_info_cap_type) > sz)
+				break;
+			h = (struct vfio_info_cap_header *)((char *)ri + off);
+			if (h->id == VFIO_REGION_INFO_CAP_TYPE) {
+				struct vfio_region_info_cap_type *ct = (void *)h;
+
+				if (ct->type == type && ct->subtype == subtype &&
+				    !found++) {
+					*out = *ri;
+					out->argsz = sizeof(*out);
+				}
+			}
+			off = h->next;
+		}
+		free(ri);
+	}
+	return found;
+}
+
+/* The DEVICE_STATE region of @d, found by its type capability. */
+static inline void mb_state_region(struct __test_metadata *_metadata,
+				   struct mb_dev *d, struct vfio_region_info *sr)
+{
+	int n = mb_find_region_by_type(d, MBLIT_REGION_TYPE_DEVICE_STATE,
+				       MBLIT_REGION_SUBTYPE_DEVICE_STATE, sr);
+
+	ASSERT_EQ(1, n) TH_LOG("regions with the DEVICE_STATE type capability: %d%s%s",
+			       n, n < 0 ? ": " : "",
+			       n < 0 ? strerror(-n) : "");
+}
+
+/* Write the run-control byte: 0 or -errno. */
+static inline int mb_runctl_set(struct mb_dev *d,
+				const struct vfio_region_info *sr, uint8_t v)
+{
+	ssize_t n = mb_acc(d, sr, true, MBLIT_STATE_OFF_RUNCTL, &v, 1);
+
+	return n == 1 ? 0 : n < 0 ? (int)n : -EIO;
+}
+
+/* Read the run-control byte: its value or -errno. */
+static inline int mb_runctl_get(struct mb_dev *d,
+				const struct vfio_region_info *sr)
+{
+	uint8_t v = 0;
+	ssize_t n = mb_acc(d, sr, false, MBLIT_STATE_OFF_RUNCTL, &v, 1);
+
+	return n == 1 ? v : n < 0 ? (int)n : -EIO;
+}
+
+/* A header field (@w = 4 or 8 bytes at @off). */
+static inline uint64_t mb_state_hdr(struct __test_metadata *_metadata,
+				    struct mb_dev *d,
+				    const struct vfio_region_info *sr,
+				    uint32_t off, int w)
+{
+	uint64_t v = 0;
+
+	MB_ACC_OK(d, sr, false, off, &v, w);
+	return v;
+}
+
+/* The state (STOPPED), in one read; its size from the header in *len. */
+static inline uint8_t *mb_state_read(struct __test_metadata *_metadata,
+				     struct mb_dev *d,
+				     const struct vfio_region_info *sr,
+				     size_t *len)
+{
+	uint64_t size = mb_state_hdr(_metadata, d, sr, MBLIT_STATE_OFF_SIZE, 8);
+	uint8_t *blob;
+
+	ASSERT_LT(0, size) TH_LOG("state size 0 while stopped");
+	ASSERT_GE(sr->size - MBLIT_STATE_AREA_OFFSET, size);
+	blob = malloc(size);
+	ASSERT_NE(NULL, blob);
+	MB_ACC_OK(d, sr, false, MBLIT_STATE_AREA_OFFSET, blob, size);
+	*len = size;
+	return blob;
+}
+
 #endif /* MBLIT_DEV_H */
