@@ -129,6 +129,10 @@ impl<S: Stream> VTable<S> {
         f(&s)
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFS, on a file created by `DataFile::new::<S>`
+    /// that is not released yet (for `release`: being released).
     unsafe extern "C" fn read(
         file: *mut bindings::file,
         buf: *mut c_char,
@@ -144,6 +148,10 @@ impl<S: Stream> VTable<S> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFS, on a file created by `DataFile::new::<S>`
+    /// that is not released yet (for `release`: being released).
     unsafe extern "C" fn write(
         file: *mut bindings::file,
         buf: *const c_char,
@@ -159,6 +167,10 @@ impl<S: Stream> VTable<S> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFS, on a file created by `DataFile::new::<S>`
+    /// that is not released yet (for `release`: being released).
     unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
         let arg = UserPtr::from_addr(arg as usize);
         // SAFETY: as in `read`.
@@ -169,6 +181,10 @@ impl<S: Stream> VTable<S> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFS, on a file created by `DataFile::new::<S>`
+    /// that is not released yet (for `release`: being released).
     unsafe extern "C" fn poll(
         file: *mut bindings::file,
         _table: *mut kernel::bindings::poll_table_struct,
@@ -177,6 +193,10 @@ impl<S: Stream> VTable<S> {
         unsafe { Self::with(file, |s| s.poll()) }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFS, on a file created by `DataFile::new::<S>`
+    /// that is not released yet (for `release`: being released).
     unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
         // SAFETY: the last reference is gone; the `Arc` the file owned is
         // taken back exactly once.

@@ -197,6 +197,10 @@ impl<T: Driver> Registration<T> {
         (this, index)
     }
 
+    /// # Safety
+    ///
+    /// Only called by the mdev core, for an mdev or type of a live
+    /// `Registration<T>`.
     unsafe extern "C" fn probe_callback(mdev: *mut bindings::mdev_device) -> c_int {
         from_result(|| {
             // SAFETY: the mdev core calls probe with a live mdev whose type
@@ -212,6 +216,10 @@ impl<T: Driver> Registration<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the mdev core, for an mdev or type of a live
+    /// `Registration<T>`.
     unsafe extern "C" fn remove_callback(mdev: *mut bindings::mdev_device) {
         // SAFETY: as in `probe_callback`.
         let (this, _) = unsafe { Self::from_type((*mdev).type_) };
@@ -223,12 +231,20 @@ impl<T: Driver> Registration<T> {
         this.data.remove(device);
     }
 
+    /// # Safety
+    ///
+    /// Only called by the mdev core, for an mdev or type of a live
+    /// `Registration<T>`.
     unsafe extern "C" fn get_available_callback(mtype: *mut bindings::mdev_type) -> c_uint {
         // SAFETY: the core passes one of our registered types.
         let (this, index) = unsafe { Self::from_type(mtype) };
         this.data.available(index)
     }
 
+    /// # Safety
+    ///
+    /// Only called by the mdev core, for an mdev or type of a live
+    /// `Registration<T>`.
     unsafe extern "C" fn show_description_callback(
         mtype: *mut bindings::mdev_type,
         buf: *mut c_char,

@@ -450,6 +450,11 @@ impl<T: Ops> VTable<T> {
         ..pin_init::zeroed()
     };
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn release(vdev: *mut bindings::vfio_device) {
         let this = vdev.cast::<Device<T>>();
         // SAFETY: the core calls release once, after the last reference is
@@ -462,17 +467,32 @@ impl<T: Ops> VTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> c_int {
         // SAFETY: the core only opens registered (hence live) devices.
         let dev = unsafe { Device::<T>::from_raw(vdev) };
         from_result(|| T::open(dev).map(|()| 0))
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
         // SAFETY: as in `open_device`.
         T::close(unsafe { Device::<T>::from_raw(vdev) });
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn read(
         vdev: *mut bindings::vfio_device,
         buf: *mut c_char,
@@ -492,6 +512,11 @@ impl<T: Ops> VTable<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn write(
         vdev: *mut bindings::vfio_device,
         buf: *const c_char,
@@ -512,6 +537,11 @@ impl<T: Ops> VTable<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn ioctl(
         vdev: *mut bindings::vfio_device,
         cmd: c_uint,
@@ -522,6 +552,11 @@ impl<T: Ops> VTable<T> {
         from_result(|| T::ioctl(dev, cmd, UserPtr::from_addr(arg as usize)).map(|n| n as c_long))
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn get_region_info_caps(
         vdev: *mut bindings::vfio_device,
         info: *mut bindings::vfio_region_info,
@@ -568,6 +603,11 @@ impl<T: Ops> VTable<T> {
         migration_get_data_size: Some(Self::mig_get_data_size),
     };
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn mig_set_state(
         vdev: *mut bindings::vfio_device,
         new: bindings::vfio_device_mig_state,
@@ -581,6 +621,11 @@ impl<T: Ops> VTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn mig_get_state(
         vdev: *mut bindings::vfio_device,
         state: *mut bindings::vfio_device_mig_state,
@@ -595,6 +640,11 @@ impl<T: Ops> VTable<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn mig_get_data_size(
         vdev: *mut bindings::vfio_device,
         len: *mut c_ulong,
@@ -615,6 +665,11 @@ impl<T: Ops> VTable<T> {
         log_read_and_clear: Some(Self::log_read_and_clear),
     };
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn log_start(
         vdev: *mut bindings::vfio_device,
         ranges: *mut bindings::rb_root_cached,
@@ -641,12 +696,22 @@ impl<T: Ops> VTable<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn log_stop(vdev: *mut bindings::vfio_device) -> c_int {
         // SAFETY: as in `open_device`.
         let dev = unsafe { Device::<T>::from_raw(vdev) };
         from_result(|| T::log_stop(dev).map(|()| 0))
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn log_read_and_clear(
         vdev: *mut bindings::vfio_device,
         iova: c_ulong,
@@ -664,6 +729,11 @@ impl<T: Ops> VTable<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn work(work: *mut bindings::work_struct) {
         // SAFETY: the work item is the `work` field of a registered
         // `Device<T>` (only `register` initialises it, and it is cancelled
@@ -678,6 +748,11 @@ impl<T: Ops> VTable<T> {
         T::work(dev);
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core through the ops tables of this module,
+    /// with pointers to a registered `Device<T>` and arguments valid for the
+    /// call.
     unsafe extern "C" fn dma_unmap(vdev: *mut bindings::vfio_device, iova: u64, length: u64) {
         // SAFETY: as in `open_device`.
         T::dma_unmap(unsafe { Device::<T>::from_raw(vdev) }, iova, length);
