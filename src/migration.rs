@@ -396,6 +396,11 @@ impl MblitDevice {
         }
         let mut file = None;
         let mut cur = dev.v2_state();
+        if cur == MigState::Error && target != MigState::Error {
+            // Only VFIO_DEVICE_RESET leaves ERROR (and the core's FSM must
+            // not be asked about arcs from it).
+            return Err(EINVAL);
+        }
         while cur != target {
             let next = MigState::from_u32(dev.mig_next_state(cur.value(), new)?).ok_or(EINVAL)?;
             // A data file is handed out only by the last arc.
@@ -465,7 +470,7 @@ impl MblitDevice {
                     }
                 }
             }
-            (Running, PreCopy) => {
+            (Running, PreCopy) | (RunningP2p, PreCopyP2p) => {
                 dev.with_vram_mut(|v| {
                     v.start_tracking();
                     Ok(())
