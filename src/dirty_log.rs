@@ -9,9 +9,9 @@ use kernel::prelude::*;
 /// Granule the engine writes and logs at.
 const LOG_PAGE: u64 = kernel::page::PAGE_SIZE as u64;
 
-/// Most 4 KiB pages all ranges together may cover (64 TiB): bounds the
-/// bitmaps a user can make the driver allocate.
-const MAX_LOGGED_PAGES: u64 = 1 << 34;
+/// Most 4 KiB pages all ranges together may cover (1 TiB of IOVA space):
+/// bounds the bitmaps a user can make the driver allocate (32 MiB).
+const MAX_LOGGED_PAGES: u64 = 1 << 28;
 
 struct Range {
     first: u64,
@@ -50,7 +50,9 @@ impl DirtyLog {
                 Range {
                     first: first - first % LOG_PAGE,
                     last,
-                    bits: KVVec::from_elem(0u64, words, GFP_KERNEL)?,
+                    // A failed allocation is the user's ENOMEM, not a
+                    // kernel warning.
+                    bits: KVVec::from_elem(0u64, words, GFP_KERNEL | __GFP_NOWARN)?,
                 },
                 GFP_KERNEL,
             )?;
