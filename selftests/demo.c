@@ -126,9 +126,7 @@ static void setup(struct dev *d, const char *role)
 		die("create " TYPE, d);
 	if (vfio_mdev_open(&d->v, d->uuid, VFIO_BACKEND_TYPE1))
 		die("open", d);
-	if (vfio_mdev_region_info(&d->v, VFIO_PCI_BAR0_REGION_INDEX, &d->bar0) ||
-	    vfio_mdev_region_info(&d->v, VFIO_PCI_BAR2_REGION_INDEX, &d->bar2) ||
-	    vfio_mdev_region_info(&d->v, VFIO_PCI_CONFIG_REGION_INDEX, &d->cfg))
+	if (vfio_mdev_pci_regions(&d->v, &d->cfg, &d->bar0, &d->bar2))
 		die("region info", d);
 	find_state_region(d);
 	d->buf = mmap(NULL, BUF_SIZE, PROT_READ | PROT_WRITE,

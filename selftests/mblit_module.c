@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -34,17 +33,6 @@ static const struct module_spec mtty_spec = {
 	.parent_dir = "/sys/class/mtty/mtty",
 	.types = { "mtty-1", "mtty-2" },
 };
-
-static int run_cmd(const char *cmd)
-{
-	int status = system(cmd);
-
-	if (status == -1)
-		return -errno;
-	if (!WIFEXITED(status))
-		return -EINTR;
-	return WEXITSTATUS(status);
-}
 
 static void unload_reload(struct __test_metadata *_metadata,
 			  const struct module_spec *m)

@@ -8,24 +8,12 @@
  * mblit_engine and before mblit_module (selftests/Makefile's list): no
  * mblit mdev may exist while it reloads the module.
  */
-#include <sys/wait.h>
 
 #include "kselftest_harness.h"
 #include "mblit_dev.h"
 
 #define BUDGET		16
 #define G(off)		(MB_DATA_IOVA + (off))
-
-static int run_cmd(const char *cmd)
-{
-	int status = system(cmd);
-
-	if (status == -1)
-		return -errno;
-	if (!WIFEXITED(status))
-		return -EINTR;
-	return WEXITSTATUS(status);
-}
 
 /* Unload mblit (no mdev may exist) and load it with @params. */
 static int reload_mblit(const char *params)

@@ -97,14 +97,7 @@ static struct mdev_dev *add_dev(struct __test_metadata *_metadata,
 	d->created = true;
 	ASSERT_EQ(0, vfio_mdev_open(&d->v, d->uuid, backend))
 		TH_LOG("%s", mdev_lib_error());
-	ASSERT_EQ(0, vfio_mdev_region_info(&d->v, VFIO_PCI_CONFIG_REGION_INDEX,
-					   &d->cfg))
-		TH_LOG("%s", mdev_lib_error());
-	ASSERT_EQ(0, vfio_mdev_region_info(&d->v, VFIO_PCI_BAR0_REGION_INDEX,
-					   &d->bar0))
-		TH_LOG("%s", mdev_lib_error());
-	ASSERT_EQ(0, vfio_mdev_region_info(&d->v, VFIO_PCI_BAR2_REGION_INDEX,
-					   &d->bar2))
+	ASSERT_EQ(0, vfio_mdev_pci_regions(&d->v, &d->cfg, &d->bar0, &d->bar2))
 		TH_LOG("%s", mdev_lib_error());
 	/* Everything below relies on the sizes; region_info checks flags. */
 	ASSERT_EQ(CFG_SIZE, d->cfg.size);

@@ -46,6 +46,7 @@ int mdev_device_type(const char *uuid, char *buf, size_t len);
 bool module_loaded(const char *name);
 int module_refcnt(const char *name);
 int module_unload(const char *name);
+int run_cmd(const char *cmd);
 
 /* VFIO access to an mdev */
 enum vfio_backend {
@@ -78,6 +79,9 @@ int vfio_mdev_device_info(struct vfio_mdev *vdev,
 			  struct vfio_device_info *info);
 int vfio_mdev_region_info(struct vfio_mdev *vdev, uint32_t index,
 			  struct vfio_region_info *info);
+int vfio_mdev_pci_regions(struct vfio_mdev *vdev, struct vfio_region_info *cfg,
+			  struct vfio_region_info *bar0,
+			  struct vfio_region_info *bar2);
 int vfio_mdev_dma_map(struct vfio_mdev *vdev, void *vaddr, uint64_t iova,
 		      uint64_t size);
 int vfio_mdev_dma_unmap(struct vfio_mdev *vdev, uint64_t iova, uint64_t size);

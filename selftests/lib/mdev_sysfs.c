@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mdev_lib.h"
@@ -291,4 +292,16 @@ int module_unload(const char *name)
 	if (syscall(SYS_delete_module, name, O_NONBLOCK))
 		return lib_fail(errno, "delete_module(%s)", name);
 	return 0;
+}
+
+/* system(@cmd): its exit status, or a negative errno if it did not exit. */
+int run_cmd(const char *cmd)
+{
+	int status = system(cmd);
+
+	if (status == -1)
+		return -errno;
+	if (!WIFEXITED(status))
+		return -EINTR;
+	return WEXITSTATUS(status);
 }

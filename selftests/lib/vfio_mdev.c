@@ -278,6 +278,23 @@ int vfio_mdev_region_info(struct vfio_mdev *vdev, uint32_t index,
 	return 0;
 }
 
+/* The config space, BAR0 and BAR2 regions of a vfio-pci device. */
+int vfio_mdev_pci_regions(struct vfio_mdev *vdev, struct vfio_region_info *cfg,
+			  struct vfio_region_info *bar0,
+			  struct vfio_region_info *bar2)
+{
+	int ret;
+
+	ret = vfio_mdev_region_info(vdev, VFIO_PCI_CONFIG_REGION_INDEX, cfg);
+	if (!ret)
+		ret = vfio_mdev_region_info(vdev, VFIO_PCI_BAR0_REGION_INDEX,
+					    bar0);
+	if (!ret)
+		ret = vfio_mdev_region_info(vdev, VFIO_PCI_BAR2_REGION_INDEX,
+					    bar2);
+	return ret;
+}
+
 int vfio_mdev_dma_map(struct vfio_mdev *vdev, void *vaddr, uint64_t iova,
 		      uint64_t size)
 {
