@@ -30,6 +30,7 @@ check:
 	cargo clippy --quiet --manifest-path $(CURDIR)/Cargo.toml --all-targets -- -D warnings
 
 test: host-test module
+	scripts/check-stack $(CURDIR)/mblit.ko
 	scripts/vm-test $(CURDIR)/mblit.ko
 
 # The migration demo: one VM boot that migrates a running workload between
