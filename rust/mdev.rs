@@ -83,8 +83,9 @@ impl MdevDevice {
 ///
 /// # Invariants
 ///
-/// While the registration exists, `driver` is registered with the mdev bus
-/// and `parent` with `types[..T::TYPE_COUNT]`.
+/// `driver` is registered with the mdev bus iff `driver_registered`, and
+/// `parent` with `types[..T::TYPE_COUNT]` iff `parent_registered` (both
+/// are, once the initialiser has succeeded).
 #[pin_data(PinnedDrop)]
 pub(crate) struct Registration<T: Driver> {
     #[pin]
@@ -94,6 +95,10 @@ pub(crate) struct Registration<T: Driver> {
     #[pin]
     types: [Opaque<bindings::mdev_type>; MAX_TYPES],
     type_ptrs: [*mut bindings::mdev_type; MAX_TYPES],
+    /// What drop must unregister: an initialiser that fails part-way is
+    /// dropped too, with only some of it registered.
+    driver_registered: bool,
+    parent_registered: bool,
     #[pin]
     data: T,
     // Dropped after the parent is unregistered (`PinnedDrop` runs first).
@@ -141,6 +146,8 @@ impl<T: Driver> Registration<T> {
             parent: Opaque::uninit(),
             types: [const { Opaque::<bindings::mdev_type>::zeroed() }; MAX_TYPES],
             type_ptrs: [null_mut(); MAX_TYPES],
+            driver_registered: false,
+            parent_registered: false,
             data <- data,
             parent_dev,
         })
@@ -162,6 +169,8 @@ impl<T: Driver> Registration<T> {
             // SAFETY: the driver is fully initialised and pinned (inside
             // the pinned registration).
             to_result(unsafe { bindings::mdev_register_driver(this.driver.get()) })?;
+            // INVARIANT: registered just now.
+            this.driver_registered = true;
             // SAFETY: `parent_dev` is a live device owned by `this`, the
             // driver is registered, the mdev_parent and the types are pinned
             // and outlive the registration (unregistered in `drop`).
@@ -174,11 +183,11 @@ impl<T: Driver> Registration<T> {
                     T::TYPE_COUNT as u32,
                 )
             });
-            if let Err(e) = ret {
-                // SAFETY: registered above.
-                unsafe { bindings::mdev_unregister_driver(this.driver.get()) };
-                return Err(e);
-            }
+            // On failure, the failed initialiser is dropped, which
+            // unregisters the driver (and only the driver).
+            ret?;
+            // INVARIANT: registered just now.
+            this.parent_registered = true;
             Ok(())
         })
     }
@@ -262,12 +271,15 @@ impl<T: Driver> Registration<T> {
 #[pinned_drop]
 impl<T: Driver> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: by the type invariants both are registered; the parent
-        // goes first (it removes every mdev, calling `remove`), then the
-        // driver.
-        unsafe {
-            bindings::mdev_unregister_parent(self.parent.get());
-            bindings::mdev_unregister_driver(self.driver.get());
+        // The parent goes first (it removes every mdev, calling
+        // `remove`), then the driver; each only if it was registered.
+        if self.parent_registered {
+            // SAFETY: registered (type invariant).
+            unsafe { bindings::mdev_unregister_parent(self.parent.get()) };
+        }
+        if self.driver_registered {
+            // SAFETY: registered (type invariant).
+            unsafe { bindings::mdev_unregister_driver(self.driver.get()) };
         }
     }
 }
