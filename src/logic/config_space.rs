@@ -108,12 +108,14 @@ pub struct ConfigSpace {
     subsystem_id: u16,
 }
 
+// `off` is one of the header offsets above: the sub-slices are in range
+// (and need no `off + n`).
 fn put16(b: &mut [u8; CONFIG_SIZE as usize], off: usize, v: u16) {
-    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+    b[off..][..2].copy_from_slice(&v.to_le_bytes());
 }
 
 fn put32(b: &mut [u8; CONFIG_SIZE as usize], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    b[off..][..4].copy_from_slice(&v.to_le_bytes());
 }
 
 /// Checks that `len` bytes at `offset` lie in the config space; returns the
@@ -166,15 +168,27 @@ impl ConfigSpace {
         self.bar2_size
     }
 
+    /// BAR2's size mask: the address bits of BAR2 a write can change.
+    #[allow(clippy::arithmetic_side_effects)]
+    fn bar2_mask(&self) -> u64 {
+        // `bar2_size >= BAR2_MIN` (`new` is the only constructor): no underflow.
+        !(self.bar2_size - 1) & !0xf
+    }
+
     /// The bits of config byte `off` a write can change.
     fn write_mask(&self, off: usize) -> u8 {
-        let byte_of = |mask: u64, base: usize| (mask >> ((off - base) * 8)) as u8;
+        // Byte `off - base` (little-endian) of `mask`; 0 outside its 8 bytes.
+        let byte_of = |mask: u64, base: usize| {
+            off.checked_sub(base)
+                .and_then(|i| mask.to_le_bytes().get(i).copied())
+                .unwrap_or(0)
+        };
         match off {
             PCI_COMMAND => COMMAND_WRITABLE as u8,
             0x05 => (COMMAND_WRITABLE >> 8) as u8,
             PCI_CACHE_LINE_SIZE => 0xff,
             0x10..=0x13 => byte_of(u64::from(!(BAR0_SIZE - 1)), PCI_BASE_ADDRESS_0),
-            0x18..=0x1f => byte_of(!(self.bar2_size - 1) & !0xf, PCI_BASE_ADDRESS_2),
+            0x18..=0x1f => byte_of(self.bar2_mask(), PCI_BASE_ADDRESS_2),
             PCI_INTERRUPT_LINE => 0xff,
             PCI_MSI_FLAGS => MSI_FLAGS_ENABLE as u8,
             PCI_MSI_ADDRESS_LO => 0xfc,
@@ -200,17 +214,17 @@ impl ConfigSpace {
         Ok(())
     }
 
+    // `off` is one of the header offsets above, as for `put16`/`put32`.
     fn get16(&self, off: usize) -> u16 {
-        u16::from_le_bytes([self.bytes[off], self.bytes[off + 1]])
+        let mut b = [0u8; 2];
+        b.copy_from_slice(&self.bytes[off..][..2]);
+        u16::from_le_bytes(b)
     }
 
     fn get32(&self, off: usize) -> u32 {
-        u32::from_le_bytes([
-            self.bytes[off],
-            self.bytes[off + 1],
-            self.bytes[off + 2],
-            self.bytes[off + 3],
-        ])
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.bytes[off..][..4]);
+        u32::from_le_bytes(b)
     }
 
     /// The `COMMAND` register.
@@ -298,6 +312,7 @@ impl ConfigSpace {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::super::types::TYPES;
     use super::*;
@@ -500,6 +515,71 @@ mod tests {
         c.write(0x3b, &[0xaa, 0x33, 0xbb]).unwrap();
         assert_eq!(c.interrupt_line(), 0x33);
         assert_eq!(c.image()[0x3d], 1);
+    }
+
+    #[test]
+    fn edge_offsets_and_lengths() {
+        let mut c = dev();
+        let mut b = [0u8; 256];
+        // Offsets whose end wraps past 2^64, or lies just past the space.
+        for off in [u64::MAX, u64::MAX - 1, u64::MAX - 255, 1 << 63, 256, 257] {
+            for len in [1usize, 2, 4, 8, 256] {
+                assert_eq!(c.read(off, &mut b[..len]), Err(ConfigError::OutOfRange));
+                assert_eq!(c.write(off, &b[..len]), Err(ConfigError::OutOfRange));
+            }
+        }
+        assert_eq!(c.write(u64::MAX, &[]), Err(ConfigError::OutOfRange));
+        assert_eq!(c.read(1, &mut b), Err(ConfigError::OutOfRange));
+        // The last byte, and the whole space, in one access.
+        assert!(c.read(255, &mut b[..1]).is_ok());
+        assert!(c.write(255, &[0xff]).is_ok());
+        assert!(c.read(0, &mut b).is_ok());
+        assert_eq!(c.image()[255], 0);
+    }
+
+    #[test]
+    fn extreme_device_memory_sizes() {
+        for (vram, bar2) in [
+            (0u64, 0x1000u64),
+            (1, 0x1000),
+            (0x1001, 0x2000),
+            ((1 << 63) - 1, 1 << 63),
+            (1 << 63, 1 << 63),
+            ((1 << 63) + 1, 1 << 63),
+            (u64::MAX, 1 << 63),
+        ] {
+            let mut c = ConfigSpace::new(vram, u16::MAX);
+            assert_eq!(c.bar2_size(), bar2, "{vram:#x}");
+            // Every byte's write mask, through an all-ones write.
+            c.write(0, &[0xff; 256]).unwrap();
+            let mask = u64::from(rd32(&c, 0x1c)) << 32 | u64::from(rd32(&c, 0x18) & !0xf);
+            assert_eq!((!mask).wrapping_add(1), bar2, "{vram:#x}");
+            assert_eq!(rd32(&c, 0x18) & 0xf, 0xc);
+            wr32(&mut c, 0x18, u32::MAX);
+            wr32(&mut c, 0x1c, u32::MAX);
+            assert_eq!(c.bar2_address(), mask);
+            // Its image restores onto a fresh device of the same size only.
+            let img = *c.image();
+            let mut same = ConfigSpace::new(vram, u16::MAX);
+            assert_eq!(same.load(&img), Ok(()));
+            assert_eq!(same, c);
+            c.reset();
+            assert_eq!(c, ConfigSpace::new(vram, u16::MAX));
+        }
+        let big = ConfigSpace::new(u64::MAX, 0);
+        let mut small = ConfigSpace::new(0, 0);
+        let mut img = *big.image();
+        img[0x1f] = 0x80;
+        assert_eq!(small.load(&img), Ok(()));
+        img[0x1b] = 0x80;
+        assert_eq!(small.load(&img), Ok(()));
+        img[0x19] = 0x01;
+        assert_eq!(small.load(&img), Err(ConfigError::ReadOnlyMismatch(0x19)));
+        let mut huge = ConfigSpace::new(u64::MAX, 0);
+        img[0x19] = 0;
+        assert_eq!(huge.load(&img), Err(ConfigError::ReadOnlyMismatch(0x1b)));
+        assert_eq!(type_id(u32::MAX), 0xffff);
+        assert_eq!(type_id(0), 0);
     }
 
     #[test]

@@ -138,24 +138,23 @@ const fn err(code: ErrorCode, addr: u64) -> DescError {
     DescError { code, addr }
 }
 
+// `off` is one of the `DESC_OFF_*` constants: the field lies inside the
+// 32 bytes (and the sub-slice needs no `off + n`).
 fn le_u16(raw: &RawDesc, off: u32) -> u16 {
-    let o = off as usize;
     let mut b = [0u8; 2];
-    b.copy_from_slice(&raw[o..o + 2]);
+    b.copy_from_slice(&raw[off as usize..][..2]);
     u16::from_le_bytes(b)
 }
 
 fn le_u32(raw: &RawDesc, off: u32) -> u32 {
-    let o = off as usize;
     let mut b = [0u8; 4];
-    b.copy_from_slice(&raw[o..o + 4]);
+    b.copy_from_slice(&raw[off as usize..][..4]);
     u32::from_le_bytes(b)
 }
 
 fn le_u64(raw: &RawDesc, off: u32) -> u64 {
-    let o = off as usize;
     let mut b = [0u8; 8];
-    b.copy_from_slice(&raw[o..o + 8]);
+    b.copy_from_slice(&raw[off as usize..][..8]);
     u64::from_le_bytes(b)
 }
 
@@ -195,9 +194,9 @@ impl Fields {
     /// The raw descriptor with these fields.
     pub fn to_raw(&self) -> RawDesc {
         let mut raw = [0u8; DESC_SIZE as usize];
+        // `off` is a `DESC_OFF_*` constant, `bytes` that field's size.
         let mut put = |off: u32, bytes: &[u8]| {
-            let o = off as usize;
-            raw[o..o + bytes.len()].copy_from_slice(bytes);
+            raw[off as usize..][..bytes.len()].copy_from_slice(bytes);
         };
         put(DESC_OFF_OPCODE, &[self.opcode]);
         put(DESC_OFF_FLAGS, &[self.flags]);
@@ -211,17 +210,21 @@ impl Fields {
 }
 
 /// Checks that `len` bytes at `a` lie in their space: device offsets inside
-/// `vram_size`, guest ranges not wrapping past 2^64. `len >= 1`.
-fn check_range(a: Addr, len: u32, vram_size: u64) -> Result<(), DescError> {
+/// `vram_size`, guest ranges not wrapping past 2^64. Returns the range's
+/// last address (inclusive end). `len >= 1` (else `ERR_BAD_LEN`).
+fn check_range(a: Addr, len: u32, vram_size: u64) -> Result<u64, DescError> {
+    let Some(span) = u64::from(len).checked_sub(1) else {
+        return Err(err(ErrorCode::BadLen, u64::from(len)));
+    };
     match a {
-        Addr::Device(off) => match off.checked_add(u64::from(len)) {
-            Some(end) if end <= vram_size => Ok(()),
+        // `last < vram_size` is `off + len <= vram_size` without the overflow.
+        Addr::Device(off) => match off.checked_add(span) {
+            Some(last) if last < vram_size => Ok(last),
             _ => Err(err(ErrorCode::DevRange, off)),
         },
-        Addr::Guest(iova) => match iova.checked_add(u64::from(len) - 1) {
-            Some(_) => Ok(()),
-            None => Err(err(ErrorCode::IovaFault, iova)),
-        },
+        Addr::Guest(iova) => iova
+            .checked_add(span)
+            .ok_or(err(ErrorCode::IovaFault, iova)),
     }
 }
 
@@ -283,13 +286,12 @@ pub fn decode(raw: &RawDesc, vram_size: u64) -> Result<Command, DescError> {
         }
         OP_COPY => {
             let src = Addr::new(f.flags & FLAG_SRC_DEV != 0, f.src);
-            check_range(dst, f.len, vram_size)?;
-            check_range(src, f.len, vram_size)?;
+            let dst_last = check_range(dst, f.len, vram_size)?;
+            let src_last = check_range(src, f.len, vram_size)?;
             if dst.is_device() == src.is_device() {
-                // Inclusive ends: both ranges were checked not to wrap.
-                let last = u64::from(f.len) - 1;
+                // Inclusive ends, computed (without wrapping) by check_range.
                 let (d, s) = (dst.value(), src.value());
-                if d <= s + last && s <= d + last {
+                if d <= src_last && s <= dst_last {
                     return Err(err(ErrorCode::Overlap, s));
                 }
             }
@@ -381,8 +383,13 @@ impl Ring {
         if !base.is_multiple_of(u64::from(RING_ALIGN)) {
             return Err(ErrorCode::RingConfig);
         }
-        let bytes = u64::from(size) * u64::from(DESC_SIZE);
-        if base.checked_add(bytes - 1).is_none() {
+        // `1 <= size <= RING_SIZE_MAX` here, so none of these can fail but
+        // the last; checked all the same, as `size` is the guest's.
+        let last = u64::from(size)
+            .checked_mul(u64::from(DESC_SIZE))
+            .and_then(|bytes| bytes.checked_sub(1))
+            .and_then(|span| base.checked_add(span));
+        if last.is_none() {
             return Err(ErrorCode::RingConfig);
         }
         Ok(Self { base, size })
@@ -399,18 +406,24 @@ impl Ring {
     }
 
     /// Size of the ring in bytes.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn bytes(&self) -> u64 {
+        // `size <= RING_SIZE_MAX` (checked in new): at most 128 KiB.
         u64::from(self.size) * u64::from(DESC_SIZE)
     }
 
     /// The slot of free-running index `index`.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn slot(&self, index: u32) -> u32 {
+        // `size` is a power of two, so `size >= 1` (checked in new).
         index & (self.size - 1)
     }
 
     /// IOVA of the descriptor with free-running index `index`.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn desc_iova(&self, index: u32) -> u64 {
-        // In range: `slot < size` and the ring does not wrap (checked in new).
+        // In range: `slot < size <= RING_SIZE_MAX`, and
+        // `base + size * DESC_SIZE - 1` does not wrap (checked in new).
         self.base + u64::from(self.slot(index)) * u64::from(DESC_SIZE)
     }
 
@@ -427,6 +440,7 @@ impl Ring {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -769,6 +783,126 @@ mod tests {
     }
 
     #[test]
+    fn every_field_at_its_maximum() {
+        // All-ones fields for every opcode: rejected, never a panic.
+        for op in [OP_NOP, OP_FILL, OP_COPY, OP_FENCE] {
+            let max = Fields {
+                opcode: op,
+                flags: u8::MAX,
+                rsvd0: u16::MAX,
+                len: u32::MAX,
+                dst: u64::MAX,
+                src: u64::MAX,
+                rsvd1: u64::MAX,
+            };
+            for vram in [0, 1, VRAM, u64::MAX] {
+                assert_eq!(code(decode(&max.to_raw(), vram)), (ErrorCode::Reserved, 1));
+            }
+        }
+        // Only the length at its maximum.
+        for op in [OP_FILL, OP_COPY] {
+            let r = raw(Fields {
+                opcode: op,
+                len: u32::MAX,
+                dst: u64::MAX,
+                ..Fields::default()
+            });
+            let e = (ErrorCode::BadLen, u64::from(u32::MAX));
+            assert_eq!(code(decode(&r, u64::MAX)), e);
+        }
+        // FENCE at the last aligned IOVA, with the largest value.
+        let f = Command::Fence {
+            iova: u64::MAX - 7,
+            value: u64::MAX,
+            irq: true,
+        };
+        assert_eq!(decode(&f.encode(), 0), Ok(f));
+    }
+
+    #[test]
+    fn ranges_at_the_top_of_the_address_space() {
+        use Addr::{Device as D, Guest as G};
+        let top = u64::MAX - u64::from(XFER_MAX);
+        // Device memory as large as the address space: `off + len` may be
+        // exactly 2^64, one past the last byte.
+        let fill = |dst: Addr, len: u32| Command::Fill {
+            dst,
+            len,
+            pattern: 0,
+        };
+        for (dst, len, ok) in [
+            (D(top), XFER_MAX, true),
+            (D(top + 1), XFER_MAX, false),
+            (D(u64::MAX - 1), 1, true),
+            (D(u64::MAX), 1, false),
+            (D(u64::MAX), XFER_MAX, false),
+            (G(top + 1), XFER_MAX, true),
+            (G(top + 2), XFER_MAX, false),
+            (G(u64::MAX), 1, true),
+            (G(u64::MAX), 2, false),
+        ] {
+            let c = fill(dst, len);
+            let r = decode(&c.encode(), u64::MAX);
+            if ok {
+                assert_eq!(r, Ok(c), "{dst:?} {len}");
+            } else {
+                let e = if dst.is_device() {
+                    ErrorCode::DevRange
+                } else {
+                    ErrorCode::IovaFault
+                };
+                assert_eq!(code(r), (e, dst.value()), "{dst:?} {len}");
+            }
+        }
+        // Overlap checks at the top end, in both spaces.
+        let copy = |dst: Addr, src: Addr, len: u32| Command::Copy { dst, src, len };
+        for (mk, vram) in [(D as fn(u64) -> Addr, u64::MAX), (G, VRAM)] {
+            let hi = u64::MAX - u64::from(XFER_MAX) * 2 + 1;
+            let lo = hi - u64::from(XFER_MAX);
+            let c = copy(mk(hi), mk(lo), XFER_MAX);
+            assert_eq!(decode(&c.encode(), vram), Ok(c));
+            let c = copy(mk(lo), mk(hi), XFER_MAX);
+            assert_eq!(decode(&c.encode(), vram), Ok(c));
+            let c = copy(mk(hi), mk(hi - 1), XFER_MAX);
+            assert_eq!(
+                code(decode(&c.encode(), vram)),
+                (ErrorCode::Overlap, hi - 1)
+            );
+            let c = copy(mk(hi - 1), mk(hi), XFER_MAX);
+            assert_eq!(code(decode(&c.encode(), vram)), (ErrorCode::Overlap, hi));
+        }
+        let c = copy(G(u64::MAX), G(u64::MAX), 1);
+        assert_eq!(code(decode(&c.encode(), 0)), (ErrorCode::Overlap, u64::MAX));
+        let c = copy(D(u64::MAX - 1), D(u64::MAX - 1), 1);
+        let e = (ErrorCode::Overlap, u64::MAX - 1);
+        assert_eq!(code(decode(&c.encode(), u64::MAX)), e);
+        // The same range in both spaces is no overlap.
+        let c = copy(D(u64::MAX - 1), G(u64::MAX - 1), 1);
+        assert_eq!(decode(&c.encode(), u64::MAX), Ok(c));
+    }
+
+    #[test]
+    fn check_range_bounds() {
+        use Addr::{Device as D, Guest as G};
+        assert_eq!(check_range(D(0), 1, 1), Ok(0));
+        assert_eq!(check_range(D(u64::MAX - 1), 1, u64::MAX), Ok(u64::MAX - 1));
+        assert_eq!(
+            check_range(D(u64::MAX), 1, u64::MAX),
+            Err(err(ErrorCode::DevRange, u64::MAX))
+        );
+        assert_eq!(check_range(G(u64::MAX), 1, 0), Ok(u64::MAX));
+        assert_eq!(check_range(G(1), u32::MAX, 0), Ok(u64::from(u32::MAX)));
+        assert_eq!(
+            check_range(G(u64::MAX - 1), u32::MAX, 0),
+            Err(err(ErrorCode::IovaFault, u64::MAX - 1))
+        );
+        // A zero length is refused, not wrapped.
+        for a in [D(0), G(0), D(u64::MAX), G(u64::MAX)] {
+            assert_eq!(check_range(a, 0, u64::MAX), Err(err(ErrorCode::BadLen, 0)));
+        }
+    }
+
+    #[test]
     fn ring_config() {
         assert_eq!(Ring::new(0, 0), Err(ErrorCode::RingConfig));
         assert_eq!(Ring::new(0, 3), Err(ErrorCode::RingConfig));
@@ -805,5 +939,42 @@ mod tests {
         let one = Ring::new(0, 1).unwrap();
         assert_eq!(one.pending(7, 8), Ok(1));
         assert_eq!(one.pending(7, 9), Err(ErrorCode::BadTail));
+    }
+
+    #[test]
+    fn ring_at_its_limits() {
+        // Sizes: zero, above the maximum, the largest powers of two.
+        for size in [0, RING_SIZE_MAX * 2, 1 << 31, u32::MAX, u32::MAX - 1] {
+            assert_eq!(Ring::new(0, size), Err(ErrorCode::RingConfig), "{size}");
+        }
+        // The largest ring, ending at the very last byte of the IOVA space.
+        let bytes = u64::from(RING_SIZE_MAX) * u64::from(DESC_SIZE);
+        let top = u64::MAX - bytes + 1;
+        let r = Ring::new(top, RING_SIZE_MAX).unwrap();
+        assert_eq!(r.bytes(), bytes);
+        assert_eq!(r.desc_iova(0), top);
+        assert_eq!(r.desc_iova(u32::MAX), u64::MAX - 31);
+        assert_eq!(r.slot(u32::MAX), RING_SIZE_MAX - 1);
+        for base in [top + 32, u64::MAX - 31] {
+            assert_eq!(Ring::new(base, RING_SIZE_MAX), Err(ErrorCode::RingConfig));
+        }
+        assert_eq!(Ring::new(u64::MAX, 1), Err(ErrorCode::RingConfig));
+        assert_eq!(Ring::new(1 << 63 | 16, 1), Err(ErrorCode::RingConfig));
+        // Head and tail anywhere in 32 bits, across the wrap.
+        let size = RING_SIZE_MAX;
+        let start = u32::MAX - (size - 1); // `size` descriptors to the wrap
+        assert_eq!(r.pending(start, 0), Ok(size));
+        assert_eq!(r.pending(start, 1), Err(ErrorCode::BadTail));
+        assert_eq!(r.pending(u32::MAX, 0), Ok(1));
+        assert_eq!(r.pending(u32::MAX, u32::MAX - 1), Err(ErrorCode::BadTail));
+        assert_eq!(r.pending(0, u32::MAX), Err(ErrorCode::BadTail));
+        assert_eq!(r.pending(1, 0), Err(ErrorCode::BadTail));
+        assert_eq!(r.pending(0, size), Ok(size));
+        assert_eq!(r.pending(u32::MAX, size - 1), Ok(size));
+        assert_eq!(r.pending(u32::MAX, size), Err(ErrorCode::BadTail));
+        for i in [0, 1, size - 1, size, u32::MAX - 1, u32::MAX] {
+            assert!(r.slot(i) < size);
+            assert!(r.desc_iova(i) >= top && r.desc_iova(i) <= u64::MAX - 31);
+        }
     }
 }

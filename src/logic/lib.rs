@@ -5,6 +5,11 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+// The kernel is built with CONFIG_RUST_OVERFLOW_CHECKS: an arithmetic
+// overflow is a panic. Every operation on values that can come from outside
+// is checked (or wrapping where wrapping is the defined behaviour); the few
+// bounded by construction carry a narrow `allow` with the bound.
+#![deny(clippy::arithmetic_side_effects)]
 
 #[cfg(test)]
 extern crate std;

@@ -99,9 +99,12 @@ impl Header {
     /// The header bytes `[STATE_OFF_MAGIC, STATE_HEADER_END)`.
     pub fn encode(&self) -> [u8; (STATE_HEADER_END - STATE_OFF_MAGIC) as usize] {
         let mut b = [0u8; (STATE_HEADER_END - STATE_OFF_MAGIC) as usize];
+        // `off` is a `STATE_OFF_*` header constant, at least
+        // `STATE_OFF_MAGIC`, and `v` that field's bytes.
+        #[allow(clippy::arithmetic_side_effects)]
         let mut put = |off: u32, v: &[u8]| {
             let o = (off - STATE_OFF_MAGIC) as usize;
-            b[o..o + v.len()].copy_from_slice(v);
+            b[o..][..v.len()].copy_from_slice(v);
         };
         put(STATE_OFF_MAGIC, &STATE_MAGIC.to_le_bytes());
         put(STATE_OFF_VERSION, &STATE_FORMAT_VERSION.to_le_bytes());
@@ -171,16 +174,15 @@ pub fn classify(offset: u64, len: usize, region_size: u64) -> Result<Part, Regio
         Ok(Part::Control {
             offset: offset as u32,
         })
-    } else if offset >= area {
-        Ok(Part::Area {
-            offset: offset - area,
-        })
+    } else if let Some(offset) = offset.checked_sub(area) {
+        Ok(Part::Area { offset })
     } else {
         Err(RegionError::Range)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -254,5 +256,71 @@ mod tests {
         assert_eq!(classify(u64::MAX, 2, size), Err(RegionError::Range));
         assert_eq!(classify(5, usize::MAX, u64::MAX), Err(RegionError::Range));
         assert_eq!(classify(0x1000, 0, size), Err(RegionError::Range));
+    }
+
+    #[test]
+    fn classify_at_the_limits() {
+        let area = u64::from(STATE_AREA_OFFSET);
+        let max = u64::MAX;
+        // A region as large as the address space: the last byte only.
+        assert_eq!(
+            classify(max - 1, 1, max),
+            Ok(Part::Area {
+                offset: max - 1 - area
+            })
+        );
+        assert_eq!(classify(max, 1, max), Err(RegionError::Range));
+        assert_eq!(classify(max, 0, max), Err(RegionError::Range));
+        let rest = usize::MAX - STATE_AREA_OFFSET as usize; // up to 2^64 - 1
+        assert_eq!(classify(area, rest, max), Ok(Part::Area { offset: 0 }));
+        assert_eq!(classify(area + 1, rest, max), Err(RegionError::Range));
+        assert_eq!(classify(area, usize::MAX, max), Err(RegionError::Range));
+        assert_eq!(classify(1, usize::MAX, max), Err(RegionError::Range));
+        assert_eq!(classify(0, usize::MAX, max), Err(RegionError::Range));
+        assert_eq!(classify(0, 1, max), Ok(Part::RunControl));
+        // The control page's last byte; spanning into the area.
+        assert_eq!(
+            classify(area - 1, 1, max),
+            Ok(Part::Control { offset: 0xfff })
+        );
+        assert_eq!(classify(area - 1, 2, max), Err(RegionError::Range));
+        assert_eq!(classify(1, 0xfff, max), Ok(Part::Control { offset: 1 }));
+        // Empty and tiny regions.
+        for size in [0u64, 1] {
+            assert_eq!(classify(0, 1, size).is_ok(), size == 1);
+            assert_eq!(classify(1, 1, size), Err(RegionError::Range));
+            assert_eq!(classify(max, 1, size), Err(RegionError::Range));
+        }
+        assert_eq!(classify(area, 1, area), Err(RegionError::Range));
+    }
+
+    #[test]
+    fn header_with_extreme_values() {
+        let h = Header {
+            type_id: u32::MAX,
+            state_size: u64::MAX,
+            generation: u64::MAX,
+        };
+        let e = h.encode();
+        assert_eq!(e.len(), 32);
+        assert_eq!(e[8..12], [0xff; 4]);
+        assert_eq!(e[12..16], [0; 4]);
+        assert_eq!(e[16..32], [0xff; 16]);
+        let mut page = [0u8; 0x1000];
+        h.read(0, &mut page);
+        assert_eq!(page[8..40], e);
+        // Offsets near the top of u32, with reads running past it.
+        let mut big = [0xaau8; 0x2000];
+        for off in [
+            STATE_AREA_OFFSET - 1,
+            u32::MAX - 0x1000,
+            u32::MAX - 1,
+            u32::MAX,
+        ] {
+            h.read(off, &mut big);
+            assert!(big.iter().all(|&b| b == 0), "{off:#x}");
+            big.fill(0xaa);
+        }
+        h.read(0, &mut []);
     }
 }

@@ -540,12 +540,19 @@ pub fn decode(offset: u64, width: usize) -> Result<RegAccess, DecodeError> {
     }
     // `offset < BAR0_SIZE` here, so it fits in u32.
     let off = offset as u32;
-    let info = REGS
+    // The register holding `off`, and the byte of it `off` is.
+    let (info, byte) = REGS
         .iter()
-        .find(|r| off >= r.offset && off < r.offset + u32::from(r.size))
+        .find_map(|r| {
+            let byte = off.checked_sub(r.offset)?;
+            (byte < u32::from(r.size)).then_some((r, byte))
+        })
         .ok_or(DecodeError::Hole)?;
-    let byte = off - info.offset;
-    if byte + width as u32 > u32::from(info.size) {
+    // `width` is 1, 2, 4 or 8 here, so the cast is exact.
+    if byte
+        .checked_add(width as u32)
+        .is_none_or(|end| end > u32::from(info.size))
+    {
         return Err(DecodeError::Straddle);
     }
     if info.widths & width as u8 == 0 {
@@ -560,20 +567,24 @@ pub fn decode(offset: u64, width: usize) -> Result<RegAccess, DecodeError> {
 
 impl RegAccess {
     /// The bits of the register the access covers, in register position.
+    ///
+    /// Shifts are checked: the fields are public, and a shift by 64 or more
+    /// is an overflow. (`u8 * 8` cannot overflow a `u32`.) Accesses from
+    /// [`decode`] have `byte + width <= 8`.
     pub fn lanes(&self) -> u64 {
-        let bits = u32::from(self.width) * 8;
-        let ones = if bits >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << bits) - 1
-        };
-        ones << (u32::from(self.byte) * 8)
+        // `width` bytes of ones: all 64 bits from 8 bytes on.
+        let ones = u64::MAX
+            .checked_shl(u32::from(self.width) * 8)
+            .map_or(u64::MAX, |high| !high);
+        ones.checked_shl(u32::from(self.byte) * 8).unwrap_or(0)
     }
 
     /// The value a read returns, given the register's current value
     /// (right-aligned, `width` bytes significant).
     pub fn read(&self, reg_value: u64) -> u64 {
-        (reg_value & self.lanes()) >> (u32::from(self.byte) * 8)
+        (reg_value & self.lanes())
+            .checked_shr(u32::from(self.byte) * 8)
+            .unwrap_or(0)
     }
 
     /// The written value moved to its position in the register, limited to
@@ -616,11 +627,13 @@ impl Default for RegFile {
 
 impl RegFile {
     /// All registers at their reset values.
+    #[allow(clippy::arithmetic_side_effects)]
     pub const fn new() -> Self {
         let mut values = [0u64; REGS.len()];
         let mut i = 0;
         while i < REGS.len() {
             values[i] = REGS[i].reset;
+            // `i < REGS.len()` (19): no overflow.
             i += 1;
         }
         Self { values }
@@ -675,6 +688,7 @@ impl RegFile {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -809,6 +823,82 @@ mod tests {
                     assert_eq!(u64::from(a.info.offset) + u64::from(a.byte), off);
                     assert_eq!(usize::from(a.width), w);
                     assert_ne!(a.info.widths & a.width, 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decode_at_the_limits() {
+        use DecodeError::*;
+        // Offsets and widths whose sum wraps, or ends just past BAR0.
+        for off in [u64::MAX, u64::MAX - 3, u64::MAX - 7, 1 << 63, 1 << 32] {
+            for w in [1usize, 2, 4, 8, usize::MAX] {
+                assert_eq!(decode(off, w), Err(OutOfRange), "{off:#x} {w}");
+            }
+        }
+        let end = u64::from(BAR0_SIZE);
+        for w in [1usize, 2, 4, 8] {
+            assert_eq!(decode(end - w as u64 + 1, w), Err(OutOfRange));
+            assert_eq!(decode(end - w as u64, w), Err(Hole));
+        }
+        assert_eq!(decode(end, 0), Err(OutOfRange));
+        assert_eq!(decode(0, usize::MAX - 1), Err(OutOfRange));
+        assert_eq!(decode(0, BAR0_SIZE as usize), Err(BadWidth));
+        // The last register, at every width, and straddling its end.
+        let last = u64::from(REG_SCRATCH3);
+        assert_eq!(decode(last + 7, 1).map(|a| a.byte), Ok(7));
+        assert_eq!(decode(last + 6, 2).map(|a| a.byte), Ok(6));
+        assert_eq!(decode(last + 8, 1), Err(Hole));
+        assert_eq!(decode(last + 8, 8), Err(Hole));
+    }
+
+    #[test]
+    fn accesses_not_from_decode_never_panic() {
+        // `RegAccess` has public fields: lanes past the register's 64 bits
+        // are empty rather than a shift overflow.
+        let info = Reg::Scratch0.info();
+        for (byte, width, lanes) in [
+            (0u8, 0u8, 0u64),
+            (0, 8, u64::MAX),
+            (0, 9, u64::MAX),
+            (0, u8::MAX, u64::MAX),
+            (7, 1, 0xff << 56),
+            (7, 8, 0xff << 56),
+            (8, 1, 0),
+            (8, 8, 0),
+            (u8::MAX, 1, 0),
+            (u8::MAX, u8::MAX, 0),
+        ] {
+            let a = RegAccess { info, byte, width };
+            assert_eq!(a.lanes(), lanes, "byte {byte} width {width}");
+            let shift = u32::from(byte) * 8;
+            let expect = lanes.checked_shr(shift).unwrap_or(0);
+            assert_eq!(a.read(u64::MAX), expect);
+            assert_eq!(a.written(u64::MAX), lanes);
+            assert_eq!(a.write(0, u64::MAX), lanes);
+            assert_eq!(a.write(u64::MAX, 0), !lanes);
+        }
+    }
+
+    #[test]
+    fn extreme_values_through_every_register() {
+        for r in &REGS {
+            for w in [1usize, 2, 4, 8] {
+                for b in (0..usize::from(r.size)).step_by(w) {
+                    let Ok(a) = decode(u64::from(r.offset) + b as u64, w) else {
+                        continue;
+                    };
+                    let mut f = RegFile::new();
+                    f.set(r.reg, u64::MAX);
+                    let full = if r.size == 4 { 0xffff_ffff } else { u64::MAX };
+                    assert_eq!(f.get(r.reg), full);
+                    let ones = u64::MAX >> (64 - 8 * w);
+                    assert_eq!(f.read(&a), ones, "{} +{b} /{w}", r.name);
+                    let v = f.write(&a, u64::MAX);
+                    assert_eq!(v & !full, 0, "{}", r.name);
+                    f.write(&a, 0);
+                    assert_eq!(a.written(u64::MAX), a.lanes());
                 }
             }
         }

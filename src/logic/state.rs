@@ -30,6 +30,8 @@ use super::regs::{
 
 /// Device-memory page granule in the format, in bytes.
 pub const PAGE: usize = 4096;
+/// [`PAGE`] as a `u64`: a non-zero constant divisor.
+const PAGE_U64: u64 = PAGE as u64;
 
 /// Format version of both record kinds. Any change of layout or meaning is
 /// a new version; decoders accept only their own.
@@ -219,6 +221,10 @@ fn fresh_config(type_id: u32, vram_size: u64) -> ConfigSpace {
 /// CRC32 lookup tables for slicing-by-8: `T[0]` is the classic byte table
 /// of the reflected IEEE polynomial, `T[k][b]` the CRC of byte `b` followed
 /// by `k` zero bytes.
+///
+/// Evaluated at compile time (for [`CRC_TABLES`]); its counters are bounded
+/// by their loops (`i < 256`, `k < 8`, `1 <= s < 8`), so no overflow.
+#[allow(clippy::arithmetic_side_effects)]
 const fn crc_tables() -> [[u32; 256]; 8] {
     let mut t = [[0u32; 256]; 8];
     let mut i = 0;
@@ -323,7 +329,7 @@ pub fn encoded_len(npages: usize) -> usize {
 /// Number of [`PAGE`]-sized pages of a device memory of `vram_size` bytes
 /// (only whole pages are addressable in the format).
 pub fn vram_pages(vram_size: u64) -> u64 {
-    vram_size / PAGE as u64
+    vram_size / PAGE_U64
 }
 
 /// The largest device record of a device with `vram_size` bytes of device
@@ -500,20 +506,18 @@ impl<'o> Writer<'o> {
     ) -> Result<(), StateError> {
         let limit = vram_pages(vram_size);
         let mut prev: Option<u64> = None;
-        let mut count = 0usize;
+        // Pages still expected; one more than `npages` is an error.
+        let mut left = npages;
         for (index, page) in pages {
-            if count == npages {
-                return Err(StateError::PageCount);
-            }
+            left = left.checked_sub(1).ok_or(StateError::PageCount)?;
             if index >= limit || prev.is_some_and(|p| index <= p) {
                 return Err(StateError::BadPageIndex);
             }
             self.u64(index)?;
             self.put(page)?;
             prev = Some(index);
-            count += 1;
         }
-        if count != npages {
+        if left != 0 {
             return Err(StateError::PageCount);
         }
         Ok(())
@@ -962,6 +966,7 @@ pub fn decode_pages_chunk(
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::super::config_space::{COMMAND_INTX_DISABLE, COMMAND_MASTER, COMMAND_MEMORY};
     use super::super::regs::{
@@ -1835,6 +1840,222 @@ mod tests {
             3 * pages_chunk_len(PAGES_CHUNK_MAX) + pages_chunk_len(5)
         );
         assert_eq!(pages_stream_len(usize::MAX), usize::MAX);
+    }
+
+    #[test]
+    fn lengths_at_the_limits() {
+        assert_eq!(vram_pages(u64::MAX), (1 << 52) - 1);
+        assert_eq!(vram_pages(0), 0);
+        assert_eq!(vram_pages(PAGE as u64 - 1), 0);
+        assert_eq!(max_encoded_len(u64::MAX), usize::MAX);
+        assert_eq!(max_encoded_len(0), encoded_len(0));
+        // The largest page count whose record length fits, and the next.
+        let n = (usize::MAX - encoded_len(0)) / PAGE_ENTRY_LEN;
+        assert_eq!(encoded_len(n), encoded_len(0) + n * PAGE_ENTRY_LEN);
+        assert_eq!(encoded_len(n + 1), usize::MAX);
+        let n = (usize::MAX - pages_chunk_len(0)) / PAGE_ENTRY_LEN;
+        assert_eq!(pages_chunk_len(n), pages_chunk_len(0) + n * PAGE_ENTRY_LEN);
+        assert_eq!(pages_chunk_len(n + 1), usize::MAX);
+        assert_eq!(pages_chunk_len(usize::MAX), usize::MAX);
+        // Stream lengths just below and past what usize holds.
+        let chunk = pages_chunk_len(PAGES_CHUNK_MAX);
+        let full = usize::MAX / chunk;
+        let fits = full * PAGES_CHUNK_MAX;
+        assert_eq!(pages_stream_len(fits), full * chunk);
+        assert_eq!(pages_stream_len(fits + PAGES_CHUNK_MAX), usize::MAX);
+        for k in [1, PAGES_CHUNK_MAX - 1] {
+            let len = pages_stream_len(fits + k);
+            assert!(len == usize::MAX || len == full * chunk + pages_chunk_len(k));
+        }
+        assert_eq!(pages_stream_len(usize::MAX - 1), usize::MAX);
+        // Encoders refuse impossible counts before touching the buffer.
+        let none = || core::iter::empty::<(u64, &[u8; PAGE])>();
+        let s = busy_state();
+        for n in [usize::MAX, usize::MAX / PAGE_ENTRY_LEN] {
+            assert_eq!(encode(&s, n, none(), &mut []), Err(StateError::BufferSize));
+            assert_eq!(
+                encode_pages_chunk(TYPE, VRAM, n, none(), &mut []),
+                Err(StateError::PageCount)
+            );
+        }
+    }
+
+    #[test]
+    fn encoder_page_iterators_at_the_limits() {
+        let s = busy_state();
+        let p = [0u8; PAGE];
+        // More pages than announced, first with none announced.
+        let mut out = vec![0u8; encoded_len(0)];
+        let r = encode(&s, 0, [(0u64, &p)].into_iter(), &mut out);
+        assert_eq!(r, Err(StateError::PageCount));
+        let mut out = vec![0u8; pages_chunk_len(0)];
+        let r = encode_pages_chunk(TYPE, VRAM, 0, [(0u64, &p)].into_iter(), &mut out);
+        assert_eq!(r, Err(StateError::PageCount));
+        // Indices at and past the end of device memory, and u64::MAX.
+        for idx in [NPAGES, u64::MAX] {
+            let mut out = vec![0u8; encoded_len(1)];
+            let r = encode(&s, 1, [(idx, &p)].into_iter(), &mut out);
+            assert_eq!(r, Err(StateError::BadPageIndex), "{idx}");
+        }
+        let mut out = vec![0u8; encoded_len(2)];
+        let r = encode(&s, 2, [(NPAGES - 1, &p), (0, &p)].into_iter(), &mut out);
+        assert_eq!(r, Err(StateError::BadPageIndex));
+    }
+
+    #[test]
+    fn largest_device_memory_round_trips() {
+        // A device with 2^64 - 1 bytes of device memory and the largest
+        // type id: page indices up to 2^52 - 2, all lengths in range.
+        let (ty, vram) = (u32::MAX, u64::MAX);
+        let last = vram_pages(vram) - 1;
+        let mut s = DeviceState::at_reset(ty, vram);
+        s.errors = u64::MAX;
+        s.regs[Reg::ErrAddr as usize] = u64::MAX;
+        s.regs[Reg::ByteCount as usize] = u64::MAX;
+        s.regs[Reg::RingHead as usize] = u64::from(u32::MAX);
+        s.regs[Reg::RingTail as usize] = u64::from(u32::MAX);
+        let p = [(0u64, page_of(0)), (last, page_of(last))];
+        let mut out = vec![0u8; encoded_len(2)];
+        encode(&s, 2, p.iter().map(|(i, p)| (*i, p)), &mut out).unwrap();
+        let d = decode(&out, ty, vram).unwrap();
+        assert_eq!(d.state, s);
+        assert!(d.pages().map(|(i, _)| i).eq([0, last]));
+        let info = peek_record(&out, ty, vram).unwrap();
+        assert_eq!((info.kind, info.len), (RecordKind::Device, out.len()));
+        for idx in [last + 1, u64::MAX] {
+            let mut v = out.clone();
+            put64(&mut v, OFF_PAGES + PAGE_ENTRY_LEN, idx);
+            reseal(&mut v);
+            assert_eq!(decode(&v, ty, vram), Err(StateError::BadPageIndex));
+        }
+        // A pages record of the same device.
+        let mut c = vec![0u8; pages_chunk_len(1)];
+        let it = [(last, &p[1].1)].into_iter();
+        encode_pages_chunk(ty, vram, 1, it, &mut c).unwrap();
+        let d = decode_pages_chunk(&c, ty, vram).unwrap();
+        assert!(d.pages().map(|(i, _)| i).eq([last]));
+    }
+
+    #[test]
+    fn header_fields_at_their_maximum() {
+        use StateError::*;
+        let d = enc(&busy_state(), &pages(&[1]));
+        let c = chunk(&[1], 1);
+        // Every header field all ones (the CRC resealed), one at a time.
+        let fields: [(usize, bool); 6] = [
+            (0, false),
+            (4, false),
+            (8, false),
+            (12, false),
+            (16, true),
+            (24, true),
+        ];
+        for (off, wide) in fields {
+            for b in [&d, &c] {
+                let mut v = b.clone();
+                if wide {
+                    put64(&mut v, off, u64::MAX);
+                } else {
+                    put32(&mut v, off, u32::MAX);
+                }
+                reseal(&mut v);
+                assert!(dec(&v).is_err(), "{off}");
+                assert!(decode_pages_chunk(&v, TYPE, VRAM).is_err(), "{off}");
+                assert!(peek_record(&v, TYPE, VRAM).is_err(), "{off}");
+            }
+        }
+        // A pages record claiming u32::MAX pages.
+        let mut v = c.clone();
+        put32(&mut v, 12, u32::MAX);
+        reseal(&mut v);
+        assert_eq!(decode_pages_chunk(&v, TYPE, VRAM), Err(BadLength));
+        assert_eq!(peek_record(&v, TYPE, VRAM), Err(BadLength));
+        // Total lengths near usize::MAX for the largest device memory: a
+        // length error or a record length, never an overflow.
+        let mut h = d[..HEADER_LEN].to_vec();
+        put64(&mut h, 16, u64::MAX);
+        let huge = encoded_len(1 << 50) as u64; // a whole number of pages
+        for total in [u64::MAX, u64::MAX - 1, u64::MAX - 556, 1 << 63, huge] {
+            put64(&mut h, 24, total);
+            match peek_record(&h, TYPE, u64::MAX) {
+                Ok(info) => {
+                    assert_eq!(info.len as u64, total);
+                    assert_eq!((info.len - encoded_len(0)) % PAGE_ENTRY_LEN, 0);
+                }
+                Err(e) => {
+                    assert_eq!(e, BadLength);
+                    assert_ne!(total, huge);
+                }
+            }
+            let mut v = h.clone();
+            v.extend_from_slice(&[0u8; 64]);
+            assert_eq!(decode(&v, TYPE, u64::MAX), Err(Truncated));
+        }
+    }
+
+    #[test]
+    fn tiny_device_memory_bounds_every_page() {
+        use StateError::*;
+        for vram in [0u64, 1, PAGE as u64 - 1] {
+            let none = || core::iter::empty::<(u64, &[u8; PAGE])>();
+            let mut c = vec![0u8; pages_chunk_len(0)];
+            encode_pages_chunk(TYPE, vram, 0, none(), &mut c).unwrap();
+            assert_eq!(
+                decode_pages_chunk(&c, TYPE, vram).map(|d| d.npages()),
+                Ok(0)
+            );
+            // One page announced and present, but device memory has none.
+            let p = [0u8; PAGE];
+            let mut c = vec![0u8; pages_chunk_len(1)];
+            let r = encode_pages_chunk(TYPE, vram, 1, [(0u64, &p)].into_iter(), &mut c);
+            assert_eq!(r, Err(BadPageIndex));
+            let mut h = chunk(&[0], 0)[..HEADER_LEN].to_vec();
+            put64(&mut h, 16, vram);
+            assert_eq!(peek_record(&h, TYPE, vram), Err(BadLength));
+            // A device record with no pages at all.
+            let s = DeviceState::at_reset(TYPE, vram);
+            let mut out = vec![0u8; encoded_len(0)];
+            encode(&s, 0, none(), &mut out).unwrap();
+            assert_eq!(decode(&out, TYPE, vram).map(|d| d.state), Ok(s));
+            assert_eq!(max_encoded_len(vram), encoded_len(0));
+        }
+    }
+
+    #[test]
+    fn every_register_at_its_maximum() {
+        // u64::MAX in every register, one at a time: refused or accepted,
+        // never a panic; never accepted for a 4-byte register.
+        for r in &REGS {
+            let res = with_state(|s| s.regs[r.reg as usize] = u64::MAX);
+            let ok = matches!(
+                r.reg,
+                Reg::FenceLast
+                    | Reg::CmdCount
+                    | Reg::ByteCount
+                    | Reg::ErrAddr
+                    | Reg::Scratch0
+                    | Reg::Scratch1
+                    | Reg::Scratch2
+                    | Reg::Scratch3
+            );
+            assert_eq!(res.is_ok(), ok, "{}", r.name);
+            if !ok {
+                assert_eq!(res, Err(StateError::BadRegister), "{}", r.name);
+            }
+        }
+        // The ring registers at their largest 32-bit values.
+        for (reg, v) in [(Reg::RingSize, 0xffff_ffffu64), (Reg::RingSize, 1 << 31)] {
+            assert_eq!(
+                with_state(|s| s.regs[reg as usize] = v),
+                Err(StateError::BadEngine)
+            );
+        }
+        let r = with_state(|s| {
+            s.regs[Reg::RingBase as usize] = u64::MAX - 31;
+            s.regs[Reg::RingSize as usize] = 1;
+        })
+        .unwrap();
+        assert_eq!(r.ring().map(|r| r.base()), Some(u64::MAX - 31));
     }
 
     /// A v2 stream as docs/migration.md describes it: pre-copy pages

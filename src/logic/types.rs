@@ -95,12 +95,18 @@ impl Budget {
         self.used_mib
     }
 
-    /// How many more mdevs of `ty` fit.
+    /// How many more mdevs of `ty` fit (0 for a type without device
+    /// memory).
     pub const fn available(&self, ty: &TypeInfo) -> u32 {
-        if ty.vram_mib == 0 {
-            return 0;
+        // `used_mib <= limit_mib` always holds (`reserve` adds only what
+        // fits); checked all the same, as is the division by zero.
+        match self.limit_mib.checked_sub(self.used_mib) {
+            Some(free) => match free.checked_div(ty.vram_mib) {
+                Some(n) => n,
+                None => 0,
+            },
+            None => 0,
         }
-        (self.limit_mib - self.used_mib) / ty.vram_mib
     }
 
     /// Reserves the device memory of one mdev of `ty`.
@@ -108,7 +114,11 @@ impl Budget {
         if self.available(ty) == 0 {
             return Err(BudgetError::Exhausted);
         }
-        self.used_mib += ty.vram_mib;
+        // Cannot fail: `used_mib + vram_mib <= limit_mib` when it fits.
+        self.used_mib = self
+            .used_mib
+            .checked_add(ty.vram_mib)
+            .ok_or(BudgetError::Exhausted)?;
         Ok(())
     }
 
@@ -144,10 +154,17 @@ impl ByteWriter<'_> {
                 return;
             }
             self.buf[self.len] = b;
-            self.len += 1;
+            // `len < buf.len()` (checked above): no overflow.
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                self.len += 1;
+            }
         }
     }
 
+    // `v % 10 <= 9`, so the digit is at most `b'9'`; a `u32` has at most 10
+    // decimal digits, so `n <= 10` (the size of `digits`).
+    #[allow(clippy::arithmetic_side_effects)]
     fn put_u32(&mut self, mut v: u32) {
         let mut digits = [0u8; 10];
         let mut n = 0;
@@ -165,6 +182,7 @@ impl ByteWriter<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -218,6 +236,70 @@ mod tests {
         assert_eq!(b.used_mib(), 0);
         let zero = Budget::new(0);
         assert!(TYPES.iter().all(|t| zero.available(t) == 0));
+    }
+
+    fn ty(vram_mib: u32) -> TypeInfo {
+        TypeInfo {
+            vram_mib,
+            ..TYPES[0]
+        }
+    }
+
+    #[test]
+    fn budget_at_the_limits() {
+        assert_eq!(ty(u32::MAX).vram_bytes(), u64::from(u32::MAX) << 20);
+        let mut b = Budget::new(u32::MAX);
+        // Types larger than any budget, and a type without memory.
+        for t in [ty(u32::MAX), ty(MAX_BUDGET_MIB + 1), ty(0)] {
+            assert_eq!(b.available(&t), 0);
+            assert_eq!(b.reserve(&t), Err(BudgetError::Exhausted));
+            assert_eq!(b.used_mib(), 0);
+        }
+        // One type the size of the whole budget.
+        let all = ty(MAX_BUDGET_MIB);
+        assert_eq!(b.available(&all), 1);
+        assert_eq!(b.reserve(&all), Ok(()));
+        assert_eq!(b.used_mib(), MAX_BUDGET_MIB);
+        assert_eq!(b.reserve(&ty(1)), Err(BudgetError::Exhausted));
+        assert_eq!(b.available(&ty(1)), 0);
+        assert_eq!(b.available(&ty(u32::MAX)), 0);
+        b.release(&ty(u32::MAX));
+        assert_eq!(b.used_mib(), 0);
+        // The whole budget, 1 MiB at a time.
+        let one = ty(1);
+        assert_eq!(b.available(&one), MAX_BUDGET_MIB);
+        for _ in 0..MAX_BUDGET_MIB {
+            b.reserve(&one).unwrap();
+        }
+        assert_eq!(b.used_mib(), MAX_BUDGET_MIB);
+        assert_eq!(b.reserve(&one), Err(BudgetError::Exhausted));
+        for _ in 0..=MAX_BUDGET_MIB {
+            b.release(&one);
+        }
+        assert_eq!(b.used_mib(), 0);
+    }
+
+    #[test]
+    fn description_at_the_limits() {
+        let text = |mib: u32| {
+            let mut buf = [0u8; 128];
+            let n = describe(&ty(mib), &mut buf);
+            std::string::String::from_utf8(buf[..n].to_vec()).unwrap()
+        };
+        assert_eq!(
+            text(u32::MAX),
+            "mblit DMA blitter, 4294967295 MiB device memory, migratable\n"
+        );
+        assert_eq!(
+            text(0),
+            "mblit DMA blitter, 0 MiB device memory, migratable\n"
+        );
+        let full = text(u32::MAX).len();
+        for len in [0, 1, 19, 20, 29, full - 1, full] {
+            let mut buf = std::vec![0u8; len];
+            assert_eq!(describe(&ty(u32::MAX), &mut buf), len);
+            assert_eq!(buf[..], text(u32::MAX).as_bytes()[..len]);
+        }
     }
 
     #[test]

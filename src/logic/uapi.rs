@@ -50,6 +50,7 @@ pub fn lookup(c_name: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use std::{collections::BTreeMap, format, string::String, vec::Vec};
