@@ -40,7 +40,15 @@ impl DirtyLog {
         let mut total = 0u64;
         let mut list = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
         for &(first, last) in ranges {
-            let pages = (last - first) / LOG_PAGE + 1;
+            // The core hands a zero-length range over as `last = first -
+            // 1`; refuse it rather than let the subtraction wrap.
+            if last < first {
+                return Err(EINVAL);
+            }
+            // The first page starts at `first` rounded down: count from there.
+            let base = first - first % LOG_PAGE;
+            // At most 2^52 + 1: no overflow.
+            let pages = (last - base) / LOG_PAGE + 1;
             total = total.saturating_add(pages);
             if total > MAX_LOGGED_PAGES {
                 return Err(E2BIG);
@@ -48,11 +56,11 @@ impl DirtyLog {
             let words = usize::try_from(pages.div_ceil(64)).map_err(|_| E2BIG)?;
             list.push(
                 Range {
-                    first: first - first % LOG_PAGE,
+                    first: base,
                     last,
                     // A failed allocation is the user's ENOMEM, not a
-                    // kernel warning.
-                    bits: KVVec::from_elem(0u64, words, GFP_KERNEL | __GFP_NOWARN)?,
+                    // kernel warning; the bitmaps are the user's memory.
+                    bits: KVVec::from_elem(0u64, words, GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?,
                 },
                 GFP_KERNEL,
             )?;
@@ -73,11 +81,15 @@ impl DirtyLog {
         if !self.active {
             return;
         }
+        // The page's last byte: `page_iova` is page aligned, so this never
+        // passes 2^64 - 1 (the top page of IOVA space included).
+        let page_last = page_iova | (LOG_PAGE - 1);
         for r in self.ranges.iter_mut() {
-            if page_iova + LOG_PAGE > r.first && page_iova <= r.last {
+            if page_last >= r.first && page_iova <= r.last {
+                // `r.first` is page aligned and not above `page_iova`.
                 let bit = (page_iova.max(r.first) - r.first) / LOG_PAGE;
                 if let Some(w) = r.bits.get_mut((bit / 64) as usize) {
-                    *w |= 1 << (bit % 64);
+                    *w |= 1u64 << (bit % 64);
                 }
             }
         }
@@ -94,17 +106,23 @@ impl DirtyLog {
         if !self.active {
             return Err(EINVAL);
         }
-        let end = iova.checked_add(length).ok_or(EINVAL)?;
+        // Inclusive end: a report may cover the top page of IOVA space.
+        let Some(last) = length.checked_sub(1) else {
+            return Ok(());
+        };
+        let last = iova.checked_add(last).ok_or(EINVAL)?;
         for r in self.ranges.iter_mut() {
             for (wi, w) in r.bits.iter_mut().enumerate() {
                 let mut bits = *w;
                 while bits != 0 {
                     let b = bits.trailing_zeros() as u64;
                     bits &= bits - 1;
+                    // A set bit is a page inside the range, whose start
+                    // and length fit in u64: none of this overflows.
                     let page = r.first + (wi as u64 * 64 + b) * LOG_PAGE;
-                    if page >= iova && page < end {
+                    if page >= iova && page <= last {
                         report(page);
-                        *w &= !(1 << b);
+                        *w &= !(1u64 << b);
                     }
                 }
             }
