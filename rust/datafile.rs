@@ -14,7 +14,7 @@ use kernel::{
     prelude::*,
     sync::Arc,
     types::ForeignOwnable,
-    uaccess::{UserSlice, UserSliceReader, UserSliceWriter},
+    uaccess::{UserPtr, UserSlice},
 };
 
 /// What a data file does. The file owns an `Arc<Self>` until it is
@@ -23,11 +23,12 @@ pub(crate) trait Stream: Send + Sync + Sized + 'static {
     /// The module whose code serves the file (kept loaded while it is open).
     type OwnerModule: ModuleMetadata;
 
-    /// `read(2)`: fill `out` with the next bytes of the stream.
-    fn read(&self, out: &mut UserSliceWriter) -> Result<usize>;
+    /// `read(2)`: fill `out` with the next bytes of the stream; return how
+    /// many were copied (a fault after some bytes is a short read).
+    fn read(&self, out: &mut StreamOut) -> Result<usize>;
 
-    /// `write(2)`: consume `input`.
-    fn write(&self, input: &mut UserSliceReader) -> Result<usize>;
+    /// `write(2)`: consume `input`; return how many bytes were taken.
+    fn write(&self, input: &mut StreamIn) -> Result<usize>;
 
     /// `ioctl(2)` on the file (e.g. `VFIO_MIG_GET_PRECOPY_INFO`).
     fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<isize>;
@@ -36,6 +37,90 @@ pub(crate) trait Stream: Send + Sync + Sized + 'static {
     /// reader or writer wait (a read with nothing to give answers at once),
     /// so readiness does not change by itself and no wait queue is needed.
     fn poll(&self) -> u32;
+}
+
+/// Page-sized pieces of a user buffer at `addr` with `len` bytes, from
+/// `pos` on: `(pos, bytes)` with no piece crossing a user page, so a fault
+/// is all or nothing within a piece and counts stay exact.
+fn user_pieces(addr: usize, len: usize, pos: usize, max: usize) -> Option<(usize, usize)> {
+    let left = len.checked_sub(pos)?.min(max);
+    if left == 0 {
+        return None;
+    }
+    let page = kernel::page::PAGE_SIZE;
+    let at = addr.wrapping_add(pos) % page;
+    Some((pos, (page - at).min(left)))
+}
+
+/// The user buffer of a data file `read(2)`: bytes go out a user page at a
+/// time, and a fault ends the copy with an exact count of what arrived.
+pub(crate) struct StreamOut {
+    ptr: UserPtr,
+    len: usize,
+    pos: usize,
+}
+
+impl StreamOut {
+    /// Bytes still wanted.
+    pub(crate) fn len(&self) -> usize {
+        self.len - self.pos
+    }
+
+    /// Copies as much of `data` as fits and does not fault; returns how
+    /// many bytes were copied (less than asked only at the end of the
+    /// buffer or at a fault).
+    pub(crate) fn write_partial(&mut self, data: &[u8]) -> usize {
+        let mut done = 0;
+        while let Some((pos, n)) = user_pieces(
+            self.ptr.as_const_ptr() as usize,
+            self.len,
+            self.pos,
+            data.len() - done,
+        ) {
+            let mut w = UserSlice::new(self.ptr.wrapping_byte_add(pos), n).writer();
+            if w.write_slice(&data[done..done + n]).is_err() {
+                break;
+            }
+            self.pos += n;
+            done += n;
+        }
+        done
+    }
+}
+
+/// The user buffer of a data file `write(2)`, read a user page at a time
+/// with an exact count at a fault.
+pub(crate) struct StreamIn {
+    ptr: UserPtr,
+    len: usize,
+    pos: usize,
+}
+
+impl StreamIn {
+    /// Bytes not consumed yet.
+    pub(crate) fn len(&self) -> usize {
+        self.len - self.pos
+    }
+
+    /// Fills `out` as far as the buffer goes and nothing faults; returns
+    /// how many bytes were read.
+    pub(crate) fn read_partial(&mut self, out: &mut [u8]) -> usize {
+        let mut done = 0;
+        while let Some((pos, n)) = user_pieces(
+            self.ptr.as_const_ptr() as usize,
+            self.len,
+            self.pos,
+            out.len() - done,
+        ) {
+            let mut r = UserSlice::new(self.ptr.wrapping_byte_add(pos), n).reader();
+            if r.read_slice(&mut out[done..done + n]).is_err() {
+                break;
+            }
+            self.pos += n;
+            done += n;
+        }
+        done
+    }
 }
 
 /// An open data file, not yet handed to user space; `fput` on drop.
@@ -139,7 +224,11 @@ impl<S: Stream> VTable<S> {
         count: usize,
         _pos: *mut bindings::loff_t,
     ) -> isize {
-        let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
+        let mut out = StreamOut {
+            ptr: UserPtr::from_ptr(buf.cast()),
+            len: count,
+            pos: 0,
+        };
         // SAFETY: the VFS calls read on an open file of ours.
         unsafe {
             Self::with(file, |s| {
@@ -158,7 +247,11 @@ impl<S: Stream> VTable<S> {
         count: usize,
         _pos: *mut bindings::loff_t,
     ) -> isize {
-        let mut input = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
+        let mut input = StreamIn {
+            ptr: UserPtr::from_ptr(buf.cast_mut().cast()),
+            len: count,
+            pos: 0,
+        };
         // SAFETY: as in `read`.
         unsafe {
             Self::with(file, |s| {

@@ -10,7 +10,7 @@ use core::{
     ptr::null_mut,
     sync::atomic::{AtomicU64, Ordering},
 };
-use kernel::prelude::*;
+use kernel::{new_mutex, prelude::*, sync::Mutex};
 
 /// A debugfs directory (removed with its contents on drop). Creation never
 /// fails: without debugfs the directory is simply absent, as the C API
@@ -50,12 +50,14 @@ unsafe impl Sync for Dir {}
 /// # Invariants
 ///
 /// The files in `dir` point into `values`; `dir` (and thus the files) is
-/// removed in `drop` before `values` is freed, and `values` never moves
-/// (the counters are pinned).
+/// removed in [`Counters::remove`] or in `drop`, before `values` is freed,
+/// and `values` never moves (the counters are pinned).
 #[pin_data(PinnedDrop)]
 pub(crate) struct Counters<const N: usize> {
     values: [AtomicU64; N],
-    dir: Option<Dir>,
+    /// The directory, until it is removed.
+    #[pin]
+    dir: Mutex<Option<Dir>>,
 }
 
 impl<const N: usize> Counters<N> {
@@ -69,11 +71,13 @@ impl<const N: usize> Counters<N> {
         let dir = Dir::new(name, Some(parent));
         try_pin_init!(Self {
             values: [const { AtomicU64::new(0) }; N],
-            dir: None,
+            dir <- new_mutex!(Some(dir), "mblit_debugfs"),
         })
         .pin_chain(move |this| {
-            // SAFETY: the fields are not moved out; `this` is pinned.
-            let this = unsafe { this.get_unchecked_mut() };
+            let dir = this.dir.lock();
+            let Some(dir) = dir.as_ref() else {
+                return Ok(());
+            };
             for (value, file) in this.values.iter().zip(names.iter()) {
                 // SAFETY: `file` is NUL-terminated; the value is a pinned
                 // u64 that outlives the file (type invariant); debugfs
@@ -88,12 +92,11 @@ impl<const N: usize> Counters<N> {
                     )
                 };
             }
-            this.dir = Some(dir);
             Ok(())
         })
     }
 
-    /// Adds `n` to counter `i` (ignored when out of range).
+    /// Adds `n` to counter `i` (ignored when out of range); wraps.
     pub(crate) fn add(&self, i: usize, n: u64) {
         if let Some(v) = self.values.get(i) {
             v.fetch_add(n, Ordering::Relaxed);
@@ -106,14 +109,19 @@ impl<const N: usize> Counters<N> {
             v.store(n, Ordering::Relaxed);
         }
     }
+
+    /// Removes the directory and its files now (the counters keep
+    /// counting, unseen).
+    pub(crate) fn remove(&self) {
+        let dir = self.dir.lock().take();
+        drop(dir);
+    }
 }
 
 #[pinned_drop]
 impl<const N: usize> PinnedDrop for Counters<N> {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: only `dir` is taken out; `values` stays pinned.
-        let this = unsafe { self.get_unchecked_mut() };
         // Removes the files before `values` goes away (type invariant).
-        drop(this.dir.take());
+        self.remove();
     }
 }

@@ -8,6 +8,8 @@
 #include <linux/workqueue.h>
 #include <linux/vfio.h>
 #include <linux/mdev.h>
+#include <linux/memcontrol.h>
+#include <linux/sched/mm.h>
 
 #include "helpers.h"
 
@@ -51,4 +53,29 @@ bool mblit_queue_work(struct work_struct *work)
 void mblit_eventfd_signal(struct eventfd_ctx *ctx)
 {
 	eventfd_signal(ctx);
+}
+
+/*
+ * The memory cgroup of the calling task, referenced (NULL without memcg):
+ * work a device does on behalf of its user in a work item is charged there.
+ */
+struct mem_cgroup *mblit_memcg_of_current(void)
+{
+	return get_mem_cgroup_from_mm(current->mm);
+}
+
+void mblit_memcg_put(struct mem_cgroup *memcg)
+{
+	mem_cgroup_put(memcg);
+}
+
+/* Charges the calling task's __GFP_ACCOUNT allocations to @memcg. */
+struct mem_cgroup *mblit_memcg_enter(struct mem_cgroup *memcg)
+{
+	return set_active_memcg(memcg);
+}
+
+void mblit_memcg_leave(struct mem_cgroup *old)
+{
+	set_active_memcg(old);
 }

@@ -35,6 +35,7 @@ void mblit_c_layout(struct mblit_c_layout *layout);
 struct page;
 struct work_struct;
 struct eventfd_ctx;
+struct mem_cgroup;
 
 void mblit_page_read(struct page *page, size_t offset, void *dst, size_t len);
 void mblit_page_write(struct page *page, size_t offset, const void *src,
@@ -43,5 +44,9 @@ void mblit_init_work(struct work_struct *work,
 		     void (*func)(struct work_struct *work));
 bool mblit_queue_work(struct work_struct *work);
 void mblit_eventfd_signal(struct eventfd_ctx *ctx);
+struct mem_cgroup *mblit_memcg_of_current(void);
+void mblit_memcg_put(struct mem_cgroup *memcg);
+struct mem_cgroup *mblit_memcg_enter(struct mem_cgroup *memcg);
+void mblit_memcg_leave(struct mem_cgroup *old);
 
 #endif /* MBLIT_RUST_HELPERS_H */

@@ -13,7 +13,13 @@
 //! (waiting for every user to close it) and drops the driver's reference.
 
 use super::{bindings, datafile::DataFile};
-use core::{marker::PhantomData, mem::MaybeUninit, ops::Deref, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    mem::MaybeUninit,
+    ops::Deref,
+    ptr::NonNull,
+    sync::atomic::{AtomicPtr, Ordering},
+};
 use kernel::{
     error::{from_err_ptr, from_result, to_result},
     prelude::*,
@@ -32,6 +38,12 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
 
     /// The last file descriptor for the device was closed.
     fn close(_dev: &Device<Self>) {}
+
+    /// The device was unregistered (every user has closed it; its work item
+    /// is cancelled). Files the driver handed out (e.g. a migration
+    /// `data_fd`) may still hold the device's memory: free what they must
+    /// not keep.
+    fn removed(_dev: &Device<Self>) {}
 
     /// `read(2)`/`pread(2)` at `offset`: fill `out`, return the byte count.
     fn read(dev: &Device<Self>, out: &mut UserSliceWriter, offset: u64) -> Result<usize>;
@@ -139,12 +151,17 @@ pub(crate) struct RegionInfo {
 /// # Invariants
 ///
 /// `vdev` is a `struct vfio_device` allocated by `_vfio_alloc_device()`
-/// with `VTable::<T>::OPS`; `data` is initialised iff `live` is true.
+/// with `VTable::<T>::OPS`; `data` is initialised iff `live` is true;
+/// `memcg` is NULL or a referenced memory cgroup (the opener's, while the
+/// device is open).
 #[repr(C)]
 pub(crate) struct Device<T: Ops> {
     vdev: Opaque<bindings::vfio_device>,
     work: Opaque<bindings::work_struct>,
     live: bool,
+    /// The memory cgroup of the task that opened the device: the work item
+    /// charges its `__GFP_ACCOUNT` allocations there.
+    memcg: AtomicPtr<bindings::mem_cgroup>,
     data: MaybeUninit<T>,
 }
 
@@ -228,6 +245,15 @@ impl<T: Ops> Device<T> {
         // SAFETY: `work` was initialised at registration and is cancelled
         // before the device is freed.
         unsafe { bindings::mblit_queue_work(self.work.get()) }
+    }
+
+    /// Replaces the opener's memory cgroup with `memcg` (a reference the
+    /// device takes over, or NULL) and drops the old one.
+    fn set_memcg(&self, memcg: *mut bindings::mem_cgroup) {
+        let old = self.memcg.swap(memcg, Ordering::AcqRel);
+        // SAFETY: `old` is NULL or the reference the device held (type
+        // invariant); it is no longer reachable through `memcg`.
+        unsafe { bindings::mblit_memcg_put(old) };
     }
 
     /// Waits until the work item, if queued or running, has finished.
@@ -415,13 +441,15 @@ impl<T: Ops> Drop for Registration<T> {
         let raw = self.raw();
         // SAFETY: registered (type invariant). Unregistering waits until
         // every user has closed the device; then nothing queues the work
-        // item any more, and it is cancelled before our reference is
-        // dropped, which calls `release` once the last one is gone.
+        // item any more, and it is cancelled.
         unsafe {
             bindings::vfio_unregister_group_dev(raw);
             bindings::cancel_work_sync(self.work.get());
-            bindings::put_device(&raw mut (*raw).device);
         }
+        T::removed(self);
+        // SAFETY: drops the registration's reference; `release` runs once
+        // the last one (e.g. a migration file's) is gone.
+        unsafe { bindings::put_device(&raw mut (*raw).device) };
     }
 }
 
@@ -475,7 +503,14 @@ impl<T: Ops> VTable<T> {
     unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> c_int {
         // SAFETY: the core only opens registered (hence live) devices.
         let dev = unsafe { Device::<T>::from_raw(vdev) };
-        from_result(|| T::open(dev).map(|()| 0))
+        // SAFETY: takes a reference to the caller's memory cgroup (or
+        // returns NULL), which `set_memcg` keeps until close.
+        dev.set_memcg(unsafe { bindings::mblit_memcg_of_current() });
+        let ret = from_result(|| T::open(dev).map(|()| 0));
+        if ret != 0 {
+            dev.set_memcg(core::ptr::null_mut());
+        }
+        ret
     }
 
     /// # Safety
@@ -485,7 +520,12 @@ impl<T: Ops> VTable<T> {
     /// call.
     unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
         // SAFETY: as in `open_device`.
-        T::close(unsafe { Device::<T>::from_raw(vdev) });
+        let dev = unsafe { Device::<T>::from_raw(vdev) };
+        T::close(dev);
+        // Nothing queues the work item of a closed device; let the last
+        // run finish before its memory cgroup goes.
+        dev.flush_work();
+        dev.set_memcg(core::ptr::null_mut());
     }
 
     /// # Safety
@@ -506,7 +546,8 @@ impl<T: Ops> VTable<T> {
             let pos = u64::try_from(unsafe { *ppos }).map_err(|_| EINVAL)?;
             let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
             let n = T::read(dev, &mut out, pos)?;
-            // SAFETY: as above; `n <= count`, which the core bounds.
+            // SAFETY: as above. No overflow: `n <= count`, and the VFS
+            // checked that `pos + count` fits (rw_verify_area).
             unsafe { *ppos += n as bindings::loff_t };
             Ok(n as isize)
         })
@@ -745,7 +786,14 @@ impl<T: Ops> VTable<T> {
                 work
             )
         };
+        let memcg = dev.memcg.load(Ordering::Acquire);
+        // SAFETY: `memcg` is NULL or referenced until the device is closed,
+        // which flushes this work item first; the previous active memcg is
+        // restored below, on the same task.
+        let old = unsafe { bindings::mblit_memcg_enter(memcg) };
         T::work(dev);
+        // SAFETY: restores what `mblit_memcg_enter` returned.
+        unsafe { bindings::mblit_memcg_leave(old) };
     }
 
     /// # Safety

@@ -4,9 +4,10 @@
 //! decodes and executes one descriptor after another while the device may
 //! run.
 //!
-//! Each command moves data in chunks of at most one page through a bounce
-//! buffer, taking the pin lock for a guest access and the state lock for a
-//! device-memory access, never both at once.
+//! Each command moves data in chunks of at most one page through a
+//! heap bounce buffer, taking the pin lock for a guest access and the state
+//! lock for a device-memory access, never both at once, and checks at every
+//! chunk whether a `dma_unmap` asked it to stop (`pins.rs`).
 
 use crate::{
     device::MblitDevice,
@@ -57,7 +58,7 @@ impl MblitDevice {
     ) -> core::result::Result<Completion, EngineError> {
         let mut raw: RawDesc = [0; DESC_SIZE as usize];
         let desc_iova = ring.desc_iova(head);
-        Self::guest_rw(dev, pins, desc_iova, &mut raw, false, true).map_err(|(code, addr)| {
+        Self::guest_read(pins, desc_iova, &mut raw, true).map_err(|(code, addr)| {
             match code {
                 // ERR_ADDR of a failed fetch is the descriptor's IOVA.
                 ErrorCode::RingFetch => (code, desc_iova),
@@ -72,39 +73,47 @@ impl MblitDevice {
             }),
             Command::Fill { dst, len, pattern } => {
                 let p = pattern.to_le_bytes();
+                let len = u64::from(len);
                 let mut done = 0u64;
-                while done < u64::from(len) {
-                    let n = Self::chunk_len(dst, done, u64::from(len) - done);
+                while done < len {
+                    // Every chunk, device memory included: an unmap waits
+                    // for this command while its descriptor page is pinned.
+                    pins.check_abort()?;
+                    let n = Self::chunk_len(dst, done, len - done);
+                    // `done` is at most XFER_MAX: no overflow.
+                    let phase = (done % 4) as usize;
                     for (j, b) in bounce[..n].iter_mut().enumerate() {
-                        *b = p[((done as usize) + j) % 4];
+                        *b = p[(phase + j) % 4];
                     }
                     Self::store(dev, pins, dst, done, &bounce[..n])?;
                     done += n as u64;
                 }
                 Ok(Completion {
-                    bytes: u64::from(len),
+                    bytes: len,
                     fence: None,
                 })
             }
             Command::Copy { dst, src, len } => {
+                let len = u64::from(len);
                 let mut done = 0u64;
-                while done < u64::from(len) {
-                    let n = Self::chunk_len(dst, done, u64::from(len) - done).min(Self::chunk_len(
+                while done < len {
+                    pins.check_abort()?;
+                    let n = Self::chunk_len(dst, done, len - done).min(Self::chunk_len(
                         src,
                         done,
-                        u64::from(len) - done,
+                        len - done,
                     ));
                     Self::load(dev, pins, src, done, &mut bounce[..n])?;
                     Self::store(dev, pins, dst, done, &bounce[..n])?;
                     done += n as u64;
                 }
                 Ok(Completion {
-                    bytes: u64::from(len),
+                    bytes: len,
                     fence: None,
                 })
             }
             Command::Fence { iova, value, irq } => {
-                Self::guest_rw(dev, pins, iova, &mut value.to_le_bytes(), true, false)?;
+                Self::guest_write(dev, pins, iova, &value.to_le_bytes())?;
                 Ok(Completion {
                     bytes: 0,
                     fence: Some((value, irq)),
@@ -113,34 +122,72 @@ impl MblitDevice {
         }
     }
 
-    /// Copies between guest memory at `iova` and `buf` (`write`: into guest
-    /// memory) through the command's pinned pages; `ring` for a descriptor
-    /// fetch.
-    fn guest_rw(
+    /// The page-sized pieces of `[iova, iova + len)`: `(address, offset of
+    /// the address in its page, bytes)`. Fails at a piece whose address
+    /// would pass 2^64 (decode and the ring check rule that out; the check
+    /// keeps a mistake there from wrapping silently).
+    fn pieces(
+        iova: u64,
+        len: usize,
+        fault: ErrorCode,
+    ) -> impl Iterator<Item = core::result::Result<(u64, usize, usize), EngineError>> {
+        let mut done = 0usize;
+        core::iter::from_fn(move || {
+            if done >= len {
+                return None;
+            }
+            let Some(addr) = iova.checked_add(done as u64) else {
+                done = len;
+                return Some(Err((fault, iova)));
+            };
+            // `at` < GUEST_PAGE, so the subtraction cannot underflow.
+            let at = (addr % GUEST_PAGE) as usize;
+            let n = (GUEST_PAGE as usize - at).min(len - done);
+            done += n;
+            Some(Ok((addr, at, n)))
+        })
+    }
+
+    /// Reads guest memory at `iova` into `out` through the command's
+    /// pinned pages; `ring` for a descriptor fetch.
+    fn guest_read(
+        pins: &mut CommandPins<'_, Self>,
+        iova: u64,
+        out: &mut [u8],
+        ring: bool,
+    ) -> core::result::Result<(), EngineError> {
+        let fault = if ring {
+            ErrorCode::RingFetch
+        } else {
+            ErrorCode::IovaFault
+        };
+        let mut done = 0;
+        for piece in Self::pieces(iova, out.len(), fault) {
+            let (addr, at, n) = piece?;
+            let page = pins.page(addr - at as u64, false, ring)?;
+            page.read(at, &mut out[done..done + n])
+                .map_err(|_| (ErrorCode::IovaFault, addr))?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` to guest memory at `iova` through the command's pinned
+    /// pages, and logs the pages written.
+    fn guest_write(
         dev: &Device<Self>,
         pins: &mut CommandPins<'_, Self>,
         iova: u64,
-        buf: &mut [u8],
-        write: bool,
-        ring: bool,
+        data: &[u8],
     ) -> core::result::Result<(), EngineError> {
         let mut done = 0;
-        while done < buf.len() {
-            // No wrap: decode and the ring check bounded the range.
-            let addr = iova + done as u64;
-            let at = (addr % GUEST_PAGE) as usize;
-            let n = (GUEST_PAGE as usize - at).min(buf.len() - done);
-            let page = pins.page(addr - at as u64, write, ring)?;
-            let part = &mut buf[done..done + n];
-            let copied = if write {
-                page.write(at, part)
-            } else {
-                page.read(at, part)
-            };
-            copied.map_err(|_| (ErrorCode::IovaFault, addr))?;
-            if write {
-                dev.log_write(addr - at as u64);
-            }
+        for piece in Self::pieces(iova, data.len(), ErrorCode::IovaFault) {
+            let (addr, at, n) = piece?;
+            let page_iova = addr - at as u64;
+            let page = pins.page(page_iova, true, false)?;
+            page.write(at, &data[done..done + n])
+                .map_err(|_| (ErrorCode::IovaFault, addr))?;
+            dev.log_write(page_iova);
             done += n;
         }
         Ok(())
@@ -152,6 +199,15 @@ impl MblitDevice {
         (GUEST_PAGE - at).min(left) as usize
     }
 
+    /// `addr + done`: in range, since decode checked the whole range.
+    fn at(addr: Addr, done: u64) -> core::result::Result<u64, EngineError> {
+        let code = match addr {
+            Addr::Guest(_) => ErrorCode::IovaFault,
+            Addr::Device(_) => ErrorCode::DevRange,
+        };
+        addr.value().checked_add(done).ok_or((code, addr.value()))
+    }
+
     /// Reads `out.len()` bytes at `addr + done`.
     fn load(
         dev: &Device<Self>,
@@ -160,10 +216,9 @@ impl MblitDevice {
         done: u64,
         out: &mut [u8],
     ) -> core::result::Result<(), EngineError> {
-        // No wrap: decode checked both ranges.
-        let a = addr.value() + done;
+        let a = Self::at(addr, done)?;
         match addr {
-            Addr::Guest(_) => Self::guest_rw(dev, pins, a, out, false, false),
+            Addr::Guest(_) => Self::guest_read(pins, a, out, false),
             Addr::Device(_) => dev.vram_read(a, out).map_err(|_| (ErrorCode::DevRange, a)),
         }
     }
@@ -176,17 +231,9 @@ impl MblitDevice {
         done: u64,
         data: &[u8],
     ) -> core::result::Result<(), EngineError> {
-        let a = addr.value() + done;
+        let a = Self::at(addr, done)?;
         match addr {
-            Addr::Guest(_) => {
-                // `guest_rw` takes a mutable buffer for both directions.
-                let mut chunk = [0u8; GUEST_PAGE as usize];
-                let chunk = chunk
-                    .get_mut(..data.len())
-                    .ok_or((ErrorCode::IovaFault, a))?;
-                chunk.copy_from_slice(data);
-                Self::guest_rw(dev, pins, a, chunk, true, false)
-            }
+            Addr::Guest(_) => Self::guest_write(dev, pins, a, data),
             Addr::Device(_) => dev
                 .vram_write(a, data)
                 .map_err(|_| (ErrorCode::DevRange, a)),

@@ -10,24 +10,38 @@
 //! before the device state lock; a stream's own lock is taken before the
 //! device state lock too, and never while `state` is held. So the order is
 //! `mig` → stream → `state`.
+//!
+//! No lock is held while a stream copies to or from the user: a reader
+//! takes the record it reads out of the stream (marking the stream busy,
+//! so a second reader gets `EBUSY`), copies, and puts it back; a writer
+//! copies into a bounce buffer first and feeds the stream under its lock.
+//! Copies go a user page at a time, so a fault after some bytes is a short
+//! read or write with the stream advanced by exactly those bytes.
+//!
+//! Memory a stream holds (the record being read out, the record being
+//! received) is the user's: charged to its memory cgroup and bounded by
+//! the largest record of the device's type. Ending a stream frees it.
 
 use crate::{
     device::MblitDevice,
     kapi::{
-        datafile::{DataFile, Stream},
+        datafile::{DataFile, Stream, StreamIn, StreamOut},
         vfio::{self, uapi, Device, DeviceRef},
     },
     logic::{
         mig::MigState,
         state::{self, DeviceState, RecordKind, HEADER_LEN, PAGE, PAGES_CHUNK_MAX},
     },
+    vram::Vram,
 };
 use kernel::{
     new_mutex,
     prelude::*,
     sync::{Arc, Mutex},
-    uaccess::{UserSliceReader, UserSliceWriter},
 };
+
+/// Bytes a `data_fd` write copies in at a time.
+const WRITE_BOUNCE: usize = 64 * 1024;
 
 /// The streams of the migration in progress. Guarded by `MblitDevice::mig`.
 #[derive(Default)]
@@ -37,13 +51,22 @@ pub(crate) struct Mig {
 }
 
 impl Mig {
-    /// Ends every stream: their files report an error from now on.
+    /// Ends every stream: their files report `ENODEV` from now on, and
+    /// what they held is freed (the files may stay open for long).
     pub(crate) fn end_streams(&mut self) {
         if let Some(s) = self.save.take() {
-            s.inner.lock().disabled = true;
+            let mut inner = s.inner.lock();
+            inner.disabled = true;
+            inner.buf = KVVec::new();
+            inner.pos = 0;
+            inner.last = None;
         }
         if let Some(r) = self.resume.take() {
-            r.inner.lock().disabled = true;
+            let mut inner = r.inner.lock();
+            inner.disabled = true;
+            inner.buf = KVVec::new();
+            inner.need = None;
+            inner.device = None;
         }
     }
 }
@@ -59,6 +82,8 @@ pub(crate) struct SaveStream {
 
 struct SaveInner {
     disabled: bool,
+    /// A reader has `buf` out (copying it to the user, no lock held).
+    reading: bool,
     /// The record being read out, and how much of it was read.
     buf: KVVec<u8>,
     pos: usize,
@@ -103,6 +128,7 @@ impl SaveStream {
                 inner <- new_mutex!(
                     SaveInner {
                         disabled: false,
+                        reading: false,
                         buf: KVVec::new(),
                         pos: 0,
                         buf_initial: false,
@@ -121,30 +147,52 @@ impl SaveStream {
     /// (the pages records carry that).
     fn final_record(dev: &Device<MblitDevice>) -> Result<KVVec<u8>> {
         let ds = dev.device_state();
-        let mut out = KVVec::from_elem(0u8, state::encoded_len(0), GFP_KERNEL)?;
+        let mut out = KVVec::from_elem(0u8, state::encoded_len(0), GFP_KERNEL_ACCOUNT)?;
         state::encode(&ds, 0, core::iter::empty(), &mut out).map_err(|_| EINVAL)?;
         Ok(out)
     }
 
     /// Builds the next record into `inner.buf`; false when there is none
-    /// now.
+    /// now. Everything is allocated before the state lock is taken, and a
+    /// page's dirty bit is cleared only in the critical section that
+    /// encoded it: a failure never loses a page.
     fn refill(&self, inner: &mut SaveInner) -> Result<bool> {
         let dev = &*self.dev;
-        let mut indices = KVec::new();
         inner.buf.clear();
         inner.pos = 0;
+        let max_len = state::pages_chunk_len(PAGES_CHUNK_MAX);
+        inner.buf.reserve(max_len, GFP_KERNEL_ACCOUNT)?;
+        let mut indices = KVec::with_capacity(PAGES_CHUNK_MAX, GFP_KERNEL)?;
+        let (type_id, vram_size) = (dev.type_id(), dev.vram_size());
+        let buf = &mut inner.buf;
         if let Some(from) = inner.cursor {
-            let next = dev.with_vram(|v| v.written_from(from, PAGES_CHUNK_MAX, &mut indices))?;
-            inner.cursor = if indices.is_empty() { None } else { Some(next) };
-            if !indices.is_empty() {
+            let next = dev.with_vram_mut(|v| {
+                let next = v.written_from(from, &mut indices);
+                if indices.is_empty() {
+                    return Ok(None);
+                }
+                Self::encode_pages(v, type_id, vram_size, &indices, buf)?;
+                Ok(Some(next))
+            })?;
+            inner.cursor = next;
+            if next.is_some() {
                 inner.buf_initial = true;
-                return self.encode_pages(inner, &indices).map(|()| true);
+                return Ok(true);
             }
         }
-        dev.with_vram_mut(|v| v.take_dirty(PAGES_CHUNK_MAX, &mut indices))?;
-        if !indices.is_empty() {
+        let buf = &mut inner.buf;
+        let found = dev.with_vram_mut(|v| {
+            v.dirty_pages(&mut indices);
+            if indices.is_empty() {
+                return Ok(false);
+            }
+            Self::encode_pages(v, type_id, vram_size, &indices, buf)?;
+            v.clear_dirty(&indices);
+            Ok(true)
+        })?;
+        if found {
             inner.buf_initial = false;
-            return self.encode_pages(inner, &indices).map(|()| true);
+            return Ok(true);
         }
         if let Some(last) = inner.last.take() {
             inner.buf = last;
@@ -154,17 +202,18 @@ impl SaveStream {
         Ok(false)
     }
 
-    fn encode_pages(&self, inner: &mut SaveInner, indices: &[usize]) -> Result {
-        let dev = &*self.dev;
-        inner
-            .buf
-            .resize(state::pages_chunk_len(indices.len()), 0, GFP_KERNEL)?;
-        let (type_id, vram_size) = (dev.type_id(), dev.vram_size());
-        dev.with_vram(|v| {
-            let pages = indices.iter().map(|&i| (i as u64, v.page(i)));
-            state::encode_pages_chunk(type_id, vram_size, indices.len(), pages, &mut inner.buf)
-                .map_err(|_| EINVAL)
-        })
+    /// Encodes pages `indices` of `v` into `buf`, whose capacity holds the
+    /// largest pages record (so nothing is allocated here).
+    fn encode_pages(
+        v: &Vram,
+        type_id: u32,
+        vram_size: u64,
+        indices: &[usize],
+        buf: &mut KVVec<u8>,
+    ) -> Result {
+        buf.resize(state::pages_chunk_len(indices.len()), 0, GFP_KERNEL_ACCOUNT)?;
+        let pages = indices.iter().map(|&i| (i as u64, v.page(i)));
+        state::encode_pages_chunk(type_id, vram_size, indices.len(), pages, buf).map_err(|_| EINVAL)
     }
 
     /// STOP_COPY reached from PRE_COPY_P2P: the same stream goes on with
@@ -180,17 +229,20 @@ impl SaveStream {
     /// `(initial_bytes, dirty_bytes)` not read yet.
     fn pending(&self, inner: &SaveInner) -> (u64, u64) {
         let dev = &*self.dev;
-        let in_buf = (inner.buf.len() - inner.pos) as u64;
+        // 0 while a reader has the record out.
+        let in_buf = inner.buf.len().saturating_sub(inner.pos) as u64;
         let initial_pages = inner
             .cursor
             .map_or(0, |from| dev.with_vram(|v| v.page_count_from(from)));
         let dirty_pages = dev.with_vram(|v| v.dirty_count());
         let mut initial = state::pages_stream_len(initial_pages) as u64;
         let mut dirty = state::pages_stream_len(dirty_pages) as u64;
+        // Sizes of data bounded by device memory: saturating only to keep
+        // a report from ever panicking.
         if inner.buf_initial {
-            initial += in_buf;
+            initial = initial.saturating_add(in_buf);
         } else {
-            dirty += in_buf;
+            dirty = dirty.saturating_add(in_buf);
         }
         (initial, dirty)
     }
@@ -199,38 +251,65 @@ impl SaveStream {
     fn stop_copy_size(&self) -> usize {
         let inner = self.inner.lock();
         let (initial, dirty) = self.pending(&inner);
-        (initial + dirty) as usize + state::encoded_len(0)
+        usize::try_from(initial.saturating_add(dirty))
+            .unwrap_or(usize::MAX)
+            .saturating_add(state::encoded_len(0))
     }
 }
 
 impl Stream for SaveStream {
     type OwnerModule = crate::LocalModule;
 
-    fn read(&self, out: &mut UserSliceWriter) -> Result<usize> {
-        let mut inner = self.inner.lock();
-        if inner.disabled {
-            return Err(ENODEV);
-        }
-        let want = out.len();
+    fn read(&self, out: &mut StreamOut) -> Result<usize> {
+        // What a read that stops early returns: the bytes it copied, or
+        // `e` if it copied none.
+        let partial = |done: usize, e: Error| if done > 0 { Ok(done) } else { Err(e) };
         let mut done = 0;
-        while done < want {
-            if inner.pos == inner.buf.len() && !self.refill(&mut inner)? {
-                if done == 0 && !inner.stopped {
-                    // Pre-copy's temporary end of stream.
-                    return Err(ENOMSG);
-                }
-                break;
+        while out.len() > 0 {
+            let mut inner = self.inner.lock();
+            if inner.disabled {
+                return partial(done, ENODEV);
             }
-            let n = (inner.buf.len() - inner.pos).min(want - done);
+            if inner.reading {
+                return partial(done, EBUSY);
+            }
+            if inner.pos == inner.buf.len() {
+                match self.refill(&mut inner) {
+                    Ok(true) => {}
+                    Ok(false) if done == 0 && !inner.stopped => {
+                        // Pre-copy's temporary end of stream.
+                        return Err(ENOMSG);
+                    }
+                    Ok(false) => break,
+                    Err(e) => return partial(done, e),
+                }
+            }
+            // Copy with no lock held: the record leaves the stream for the
+            // copy and comes back with the position advanced by what the
+            // user really got.
+            let buf = core::mem::replace(&mut inner.buf, KVVec::new());
             let pos = inner.pos;
-            out.write_slice(&inner.buf[pos..pos + n])?;
-            inner.pos += n;
+            inner.reading = true;
+            drop(inner);
+            let rest = buf.get(pos..).unwrap_or(&[]);
+            let want = rest.len().min(out.len());
+            let n = out.write_partial(rest);
+            let mut inner = self.inner.lock();
+            inner.reading = false;
+            if !inner.disabled {
+                inner.buf = buf;
+                inner.pos = pos + n;
+            }
+            drop(inner);
             done += n;
+            if n < want {
+                return partial(done, EFAULT);
+            }
         }
         Ok(done)
     }
 
-    fn write(&self, _input: &mut UserSliceReader) -> Result<usize> {
+    fn write(&self, _input: &mut StreamIn) -> Result<usize> {
         Err(EINVAL)
     }
 
@@ -280,6 +359,46 @@ impl ResumeStream {
         )
     }
 
+    /// Feeds `data` to the record parser; validated records are taken in.
+    fn feed(&self, inner: &mut ResumeInner, mut data: &[u8]) -> Result {
+        let dev = &*self.dev;
+        while !data.is_empty() {
+            if inner.device.is_some() {
+                // Nothing may follow the device record.
+                return Err(EINVAL);
+            }
+            let target = inner.need.map_or(HEADER_LEN, |(len, _)| len);
+            let want = target.checked_sub(inner.buf.len()).ok_or(EINVAL)?;
+            let n = want.min(data.len());
+            // Room for the whole record was reserved once its length was
+            // known (bounded by peek_record): no reallocation per chunk.
+            inner
+                .buf
+                .extend_from_slice(&data[..n], GFP_KERNEL_ACCOUNT)?;
+            data = &data[n..];
+            if inner.buf.len() < target {
+                break;
+            }
+            match inner.need {
+                None => {
+                    let info = state::peek_record(&inner.buf, dev.type_id(), dev.vram_size())
+                        .map_err(|_| EINVAL)?;
+                    let more = info.len.checked_sub(inner.buf.len()).ok_or(EINVAL)?;
+                    inner.buf.reserve(more, GFP_KERNEL_ACCOUNT)?;
+                    inner.need = Some((info.len, info.kind));
+                }
+                Some((_, kind)) => {
+                    self.take_record(inner, kind)?;
+                    inner.need = None;
+                    // A record can be as large as the device memory: do
+                    // not keep its room.
+                    inner.buf = KVVec::new();
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Validates the complete record in `inner.buf` and takes it in.
     fn take_record(&self, inner: &mut ResumeInner, kind: RecordKind) -> Result {
         let dev = &*self.dev;
@@ -323,56 +442,36 @@ impl ResumeStream {
 impl Stream for ResumeStream {
     type OwnerModule = crate::LocalModule;
 
-    fn read(&self, _out: &mut UserSliceWriter) -> Result<usize> {
+    fn read(&self, _out: &mut StreamOut) -> Result<usize> {
         Err(EINVAL)
     }
 
-    fn write(&self, input: &mut UserSliceReader) -> Result<usize> {
-        let mut inner = self.inner.lock();
-        if inner.disabled {
-            return Err(ENODEV);
-        }
-        if inner.poisoned {
-            return Err(EINVAL);
-        }
+    fn write(&self, input: &mut StreamIn) -> Result<usize> {
         let total = input.len();
-        let result = (|| -> Result {
-            while !input.is_empty() {
-                if inner.device.is_some() {
-                    // Nothing may follow the device record.
-                    return Err(EINVAL);
-                }
-                let target = inner.need.map_or(HEADER_LEN, |(len, _)| len);
-                let have = inner.buf.len();
-                let n = (target - have).min(input.len());
-                inner.buf.resize(have + n, 0, GFP_KERNEL)?;
-                input.read_slice(&mut inner.buf[have..have + n])?;
-                if inner.buf.len() < target {
-                    break;
-                }
-                match inner.need {
-                    None => {
-                        let dev = &*self.dev;
-                        let info = state::peek_record(&inner.buf, dev.type_id(), dev.vram_size())
-                            .map_err(|_| EINVAL)?;
-                        inner.need = Some((info.len, info.kind));
-                    }
-                    Some((_, kind)) => {
-                        self.take_record(&mut inner, kind)?;
-                        inner.buf.clear();
-                        inner.need = None;
-                    }
-                }
+        let mut bounce = KVec::from_elem(0u8, total.min(WRITE_BOUNCE), GFP_KERNEL)?;
+        let mut done = 0;
+        while input.len() > 0 {
+            let want = input.len().min(bounce.len());
+            // Copied in with no lock held.
+            let n = input.read_partial(&mut bounce[..want]);
+            if n == 0 {
+                return if done > 0 { Ok(done) } else { Err(EFAULT) };
             }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => Ok(total),
-            Err(e) => {
+            let mut inner = self.inner.lock();
+            if inner.disabled {
+                return Err(ENODEV);
+            }
+            if inner.poisoned {
+                return Err(EINVAL);
+            }
+            if let Err(e) = self.feed(&mut inner, &bounce[..n]) {
                 inner.poisoned = true;
-                Err(e)
+                return Err(e);
             }
+            drop(inner);
+            done += n;
         }
+        Ok(done)
     }
 
     fn ioctl(&self, _cmd: u32, _arg: UserPtr) -> Result<isize> {

@@ -5,20 +5,19 @@
 //! live-migration proposal.
 //!
 //! This file keeps the region's own data (the snapshot a stop took, its
-//! generation, the incoming state a destination writes) and answers
-//! accesses to it; `device.rs` stops and starts the device and turns the
-//! device into a state blob and back.
+//! generation, the incoming state a destination writes); `device.rs`
+//! answers accesses, stops and starts the device and turns the device into
+//! a state blob and back. Nothing here touches user memory: the snapshot is
+//! shared (`Arc`) so a reader copies it out with no lock held, and incoming
+//! bytes arrive from a bounce buffer.
 
 use crate::logic::region::{Header, RunControl, STATE_AREA_OFFSET};
-use kernel::{
-    prelude::*,
-    uaccess::{UserSliceReader, UserSliceWriter},
-};
+use kernel::{prelude::*, sync::Arc};
 
 /// The region's data, guarded by the device state lock.
 pub(crate) struct StateRegion {
-    /// The snapshot taken by the last stop (empty while running).
-    snapshot: KVVec<u8>,
+    /// The snapshot taken by the last stop (`None` while running).
+    snapshot: Option<Arc<KVVec<u8>>>,
     generation: u64,
     /// The state written into the state area since the stop.
     incoming: KVVec<u8>,
@@ -31,7 +30,7 @@ impl StateRegion {
     /// bytes.
     pub(crate) fn new(max_state: usize) -> Self {
         Self {
-            snapshot: KVVec::new(),
+            snapshot: None,
             generation: 0,
             incoming: KVVec::new(),
             max_state,
@@ -44,16 +43,17 @@ impl StateRegion {
     }
 
     /// A stop took `snapshot`.
-    pub(crate) fn set_snapshot(&mut self, snapshot: KVVec<u8>) {
-        self.snapshot = snapshot;
+    pub(crate) fn set_snapshot(&mut self, snapshot: Arc<KVVec<u8>>) {
+        self.snapshot = Some(snapshot);
+        // A counter of stops: wraps by design.
         self.generation = self.generation.wrapping_add(1);
-        self.incoming.clear();
+        self.incoming = KVVec::new();
     }
 
     /// The device runs again (or was reset): the snapshot and any incoming
     /// state are dropped.
     pub(crate) fn clear(&mut self) {
-        self.snapshot = KVVec::new();
+        self.snapshot = None;
         self.incoming = KVVec::new();
     }
 
@@ -63,44 +63,36 @@ impl StateRegion {
         core::mem::replace(&mut self.incoming, KVVec::new())
     }
 
-    /// Reads the header part (`offset` inside the control page).
-    pub(crate) fn read_header(&self, type_id: u32, running: bool, offset: u32, out: &mut [u8]) {
-        let header = Header {
+    /// The header as it reads now.
+    pub(crate) fn header(&self, type_id: u32, running: bool) -> Header {
+        Header {
             type_id,
-            state_size: if running {
-                0
-            } else {
-                self.snapshot.len() as u64
+            state_size: match &self.snapshot {
+                Some(s) if !running => s.len() as u64,
+                _ => 0,
             },
             generation: self.generation,
-        };
-        header.read(offset, out);
+        }
     }
 
-    /// Copies `len` bytes of the snapshot at `offset` to `out`.
-    pub(crate) fn read_state(&self, offset: u64, len: usize, out: &mut UserSliceWriter) -> Result {
-        let start = usize::try_from(offset).map_err(|_| EINVAL)?;
-        let end = start.checked_add(len).ok_or(EINVAL)?;
-        let bytes = self.snapshot.get(start..end).ok_or(EINVAL)?;
-        out.write_slice(bytes)
+    /// The snapshot, for a reader to copy out of with no lock held.
+    pub(crate) fn snapshot(&self) -> Option<Arc<KVVec<u8>>> {
+        self.snapshot.clone()
     }
 
-    /// Stores `len` bytes from `input` at `offset` of the incoming state.
-    pub(crate) fn write_state(
-        &mut self,
-        offset: u64,
-        len: usize,
-        input: &mut UserSliceReader,
-    ) -> Result {
+    /// Stores `data` at `offset` of the incoming state (charged to the
+    /// writer's memory cgroup, bounded by the largest state).
+    pub(crate) fn write_state(&mut self, offset: u64, data: &[u8]) -> Result {
         let start = usize::try_from(offset).map_err(|_| EINVAL)?;
-        let end = start.checked_add(len).ok_or(EINVAL)?;
+        let end = start.checked_add(data.len()).ok_or(EINVAL)?;
         if end > self.max_state {
             return Err(EINVAL);
         }
         if self.incoming.len() < end {
-            self.incoming.resize(end, 0, GFP_KERNEL)?;
+            self.incoming.resize(end, 0, GFP_KERNEL_ACCOUNT)?;
         }
-        input.read_slice(&mut self.incoming[start..end])
+        self.incoming[start..end].copy_from_slice(data);
+        Ok(())
     }
 }
 

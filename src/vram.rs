@@ -4,11 +4,13 @@
 //!
 //! A page is allocated on its first write, so an mdev of the 256 MiB type
 //! costs only what its user has written. Unwritten pages read as zeros.
+//! Pages are charged to the memory cgroup of the task that writes them
+//! (`GFP_KERNEL_ACCOUNT`); the type bounds how many there can be.
+//!
+//! Nothing here touches user memory: callers copy through a bounce buffer
+//! with no lock held (`device.rs`).
 
-use kernel::{
-    prelude::*,
-    uaccess::{UserSliceReader, UserSliceWriter},
-};
+use kernel::prelude::*;
 
 /// Granule of device memory allocation.
 pub(crate) const VRAM_PAGE: usize = 4096;
@@ -31,11 +33,11 @@ impl Vram {
     /// `size` bytes of zeroed device memory (a multiple of [`VRAM_PAGE`]).
     pub(crate) fn new(size: u64) -> Result<Self> {
         let n = usize::try_from(size).map_err(|_| EINVAL)? / VRAM_PAGE;
-        let mut pages = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut pages = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..n {
-            pages.push(None, GFP_KERNEL)?;
+            pages.push(None, GFP_KERNEL_ACCOUNT)?;
         }
-        let dirty = KVVec::from_elem(0u64, n.div_ceil(64), GFP_KERNEL)?;
+        let dirty = KVVec::from_elem(0u64, n.div_ceil(64), GFP_KERNEL_ACCOUNT)?;
         Ok(Self {
             pages,
             size,
@@ -69,29 +71,7 @@ impl Vram {
         }))
     }
 
-    /// Copies `len` bytes at `offset` to `out`.
-    pub(crate) fn read(&self, offset: u64, len: usize, out: &mut UserSliceWriter) -> Result {
-        for (page, at, n) in self.chunks(offset, len)? {
-            let src = match self.pages.get(page).ok_or(EINVAL)? {
-                Some(p) => &p[at..at + n],
-                None => &ZERO_PAGE[at..at + n],
-            };
-            out.write_slice(src)?;
-        }
-        Ok(())
-    }
-
-    /// Copies `len` bytes from `input` to `offset`, allocating pages on
-    /// first write.
-    pub(crate) fn write(&mut self, offset: u64, len: usize, input: &mut UserSliceReader) -> Result {
-        for (page, at, n) in self.chunks(offset, len)? {
-            let p = self.page_mut(page)?;
-            input.read_slice(&mut p[at..at + n])?;
-        }
-        Ok(())
-    }
-
-    /// Copies `out.len()` bytes at `offset` into `out` (for the engine).
+    /// Copies `out.len()` bytes at `offset` into `out`.
     pub(crate) fn read_into(&self, offset: u64, out: &mut [u8]) -> Result {
         let mut done = 0;
         for (page, at, n) in self.chunks(offset, out.len())? {
@@ -105,7 +85,7 @@ impl Vram {
         Ok(())
     }
 
-    /// Copies `data` to `offset` (for the engine).
+    /// Copies `data` to `offset`, allocating pages on first write.
     pub(crate) fn write_from(&mut self, offset: u64, data: &[u8]) -> Result {
         let mut done = 0;
         for (page, at, n) in self.chunks(offset, data.len())? {
@@ -120,12 +100,12 @@ impl Vram {
     fn page_mut(&mut self, page: usize) -> Result<&mut Page> {
         if self.tracking {
             if let Some(w) = self.dirty.get_mut(page / 64) {
-                *w |= 1 << (page % 64);
+                *w |= 1u64 << (page % 64);
             }
         }
         let slot = self.pages.get_mut(page).ok_or(EINVAL)?;
         if slot.is_none() {
-            *slot = Some(KBox::init(pin_init::zeroed::<Page>(), GFP_KERNEL)?);
+            *slot = Some(KBox::init(pin_init::zeroed::<Page>(), GFP_KERNEL_ACCOUNT)?);
         }
         slot.as_deref_mut().ok_or(ENOMEM)
     }
@@ -165,37 +145,48 @@ impl Vram {
         self.pages.iter().skip(from).filter(|p| p.is_some()).count()
     }
 
-    /// Up to `max` written pages from index `from` on, in order, into
-    /// `out` (as indices); returns the index after the last page looked at.
-    pub(crate) fn written_from(
-        &self,
-        from: usize,
-        max: usize,
-        out: &mut KVec<usize>,
-    ) -> Result<usize> {
+    /// Written pages from index `from` on, in order, into `out` (as
+    /// indices) until it is full (its capacity: nothing is allocated);
+    /// returns the index after the last page looked at.
+    pub(crate) fn written_from(&self, from: usize, out: &mut KVec<usize>) -> usize {
         let mut i = from;
-        while i < self.pages.len() && out.len() < max {
-            if self.pages[i].is_some() {
-                out.push(i, GFP_KERNEL)?;
+        while i < self.pages.len() && out.len() < out.capacity() {
+            if self.pages[i].is_some() && out.push_within_capacity(i).is_err() {
+                break;
             }
             i += 1;
         }
-        Ok(i)
+        i
     }
 
-    /// Takes up to `max` dirty pages (clearing their bits), in order.
-    pub(crate) fn take_dirty(&mut self, max: usize, out: &mut KVec<usize>) -> Result {
-        for (wi, w) in self.dirty.iter_mut().enumerate() {
-            while *w != 0 && out.len() < max {
-                let bit = w.trailing_zeros() as usize;
-                out.push(wi * 64 + bit, GFP_KERNEL)?;
-                *w &= !(1u64 << bit);
-            }
-            if out.len() == max {
-                break;
+    /// Dirty pages, in order, into `out` until it is full (its capacity:
+    /// nothing is allocated). The bits stay set: [`Vram::clear_dirty`]
+    /// clears them once the pages are safely encoded, so a failure in
+    /// between never loses one.
+    pub(crate) fn dirty_pages(&self, out: &mut KVec<usize>) {
+        for (wi, &w) in self.dirty.iter().enumerate() {
+            let mut bits = w;
+            while bits != 0 {
+                if out.len() == out.capacity() {
+                    return;
+                }
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // `wi * 64 + bit` is a page index below `pages.len()`.
+                if out.push_within_capacity(wi * 64 + bit).is_err() {
+                    return;
+                }
             }
         }
-        Ok(())
+    }
+
+    /// Clears the dirty bits of `indices` (pages just encoded).
+    pub(crate) fn clear_dirty(&mut self, indices: &[usize]) {
+        for &i in indices {
+            if let Some(w) = self.dirty.get_mut(i / 64) {
+                *w &= !(1u64 << (i % 64));
+            }
+        }
     }
 
     /// Page `index` (zeros if never written).
@@ -206,10 +197,20 @@ impl Vram {
         }
     }
 
-    /// Zeroes all of it (frees every page).
+    /// Zeroes all of it (frees every page) and stops tracking.
     pub(crate) fn clear(&mut self) {
         for slot in self.pages.iter_mut() {
             *slot = None;
         }
+        self.stop_tracking();
+    }
+
+    /// Frees everything, page table included (the mdev is being removed):
+    /// from now on every access fails with `EINVAL`.
+    pub(crate) fn release(&mut self) {
+        self.pages = KVVec::new();
+        self.dirty = KVVec::new();
+        self.size = 0;
+        self.tracking = false;
     }
 }
