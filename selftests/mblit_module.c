@@ -183,9 +183,47 @@ static int kernel_fn_range(const char *name, unsigned long *start,
  */
 #define CORE_BUG_FN	"vfio_create_group"
 
+/*
+ * Failures are injected only into allocations with module code on the
+ * stack (x86_64's module area): mblit's init and probe, and what they call,
+ * but not the module loader reading mblit.ko, whose failures are the
+ * loader's business (and which reports them with a stack dump).
+ */
+#define MODULES_START	0xffffffffa0000000UL
+#define MODULES_END	0xffffffffff000000UL
+
+/* Whether module @mod has symbols, all in [MODULES_START, MODULES_END). */
+static bool module_in_module_area(const char *mod)
+{
+	FILE *f = fopen("/proc/kallsyms", "r");
+	bool found = false, inside = true;
+	char *line = NULL, want[64];
+	size_t cap = 0, wl;
+	unsigned long addr;
+
+	if (!f)
+		return false;
+	/* Module symbols end in "\t[module]"; Rust names can be very long. */
+	wl = snprintf(want, sizeof(want), "\t[%s]", mod);
+	while (getline(&line, &cap, f) > 0) {
+		size_t len = strcspn(line, "\n");
+
+		if (len < wl || strncmp(line + len - wl, want, wl))
+			continue;
+		if (sscanf(line, "%lx", &addr) != 1)
+			continue;
+		found = true;
+		if (addr < MODULES_START || addr >= MODULES_END)
+			inside = false;
+	}
+	free(line);
+	fclose(f);
+	return found && inside;
+}
+
 FIXTURE(mblit_failslab) {
 	int nth;
-	char wait[8], verbose[8], rstart[32], rend[32];
+	char wait[8], verbose[8], rstart[32], rend[32], qstart[32], qend[32];
 	bool saved;
 };
 
@@ -205,7 +243,26 @@ FIXTURE_SETUP(mblit_failslab)
 	ASSERT_LE(0, sysfs_read_str(FAILSLAB "/reject-end", self->rend,
 				    sizeof(self->rend)))
 		TH_LOG("%s", mdev_lib_error());
+	ASSERT_LE(0, sysfs_read_str(FAILSLAB "/require-start", self->qstart,
+				    sizeof(self->qstart)))
+		TH_LOG("%s", mdev_lib_error());
+	ASSERT_LE(0, sysfs_read_str(FAILSLAB "/require-end", self->qend,
+				    sizeof(self->qend)))
+		TH_LOG("%s", mdev_lib_error());
 	self->saved = true;
+	ASSERT_TRUE(module_in_module_area("mdev"))
+		TH_LOG("mdev's symbols are not in [%#lx, %#lx): the module area differs",
+		       MODULES_START, MODULES_END);
+	{
+		char v[32];
+
+		snprintf(v, sizeof(v), "%#lx", MODULES_START);
+		ASSERT_EQ(0, sysfs_write_str(FAILSLAB "/require-start", v))
+			TH_LOG("%s", mdev_lib_error());
+		snprintf(v, sizeof(v), "%#lx", MODULES_END);
+		ASSERT_EQ(0, sysfs_write_str(FAILSLAB "/require-end", v))
+			TH_LOG("%s", mdev_lib_error());
+	}
 	{
 		unsigned long start = 0, end = 0;
 		char v[32];
@@ -240,6 +297,8 @@ FIXTURE_TEARDOWN(mblit_failslab)
 		sysfs_write_str(FAILSLAB "/verbose", self->verbose);
 		sysfs_write_str(FAILSLAB "/reject-start", self->rstart);
 		sysfs_write_str(FAILSLAB "/reject-end", self->rend);
+		sysfs_write_str(FAILSLAB "/require-start", self->qstart);
+		sysfs_write_str(FAILSLAB "/require-end", self->qend);
 	}
 	if (!module_loaded("mblit") && run_cmd("modprobe mblit"))
 		TH_LOG("cleanup: modprobe mblit failed");
