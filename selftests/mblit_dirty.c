@@ -333,17 +333,22 @@ static void dl_start_ok(struct __test_metadata *_metadata, struct mb_dev *d,
 
 FIXTURE(type1) {
 	struct mb_dev dev;
+	uint8_t *extra;		/* a separately mapped buffer, or NULL */
+	size_t extra_size;
 };
 
 FIXTURE_SETUP(type1)
 {
 	mb_init(&self->dev);
+	self->extra = NULL;
 	mb_open(_metadata, &self->dev, "mblit-16m", VFIO_BACKEND_TYPE1);
 }
 
 FIXTURE_TEARDOWN(type1)
 {
 	mb_close(_metadata, &self->dev);
+	if (self->extra)
+		munmap(self->extra, self->extra_size);
 }
 
 /*
@@ -910,6 +915,509 @@ TEST_F_TIMEOUT(dma_logging, unmap_during_work, 300)
 	EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"));
 	EXPECT_EQ(0, RD32(MBLIT_REG_STATUS));
 	mb_check_guest(_metadata, d, "after the unmap");
+}
+
+/* ---- unmap, and reports taken while DMA runs ------------------------------- */
+
+#define EX		MB_EXTRA_IOVA
+
+/* @size bytes of random content mapped at EX; *@slot keeps it for the teardown. */
+static uint8_t *extra_map(struct __test_metadata *_metadata, struct mb_dev *d,
+			  uint8_t **slot, size_t *slot_size, size_t size)
+{
+	uint8_t *p;
+
+	if (*slot)
+		munmap(*slot, *slot_size);
+	*slot = NULL;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ASSERT_NE(MAP_FAILED, p) TH_LOG("mmap: %s", strerror(errno));
+	*slot = p;
+	*slot_size = size;
+	mb_rand_fill(d, p, size);
+	ASSERT_EQ(0, vfio_mdev_dma_map(&d->v, p, EX, size))
+		TH_LOG("%s", mdev_lib_error());
+	return p;
+}
+
+/* type1 GET_BITMAP over [iova, iova + size) as a set. */
+static void t1_get_at(struct __test_metadata *_metadata, struct mb_dev *d,
+		      uint64_t iova, uint64_t size, struct pset *got)
+{
+	size_t words = (size / MB_PAGE + 63) / 64;
+	uint64_t *bm = calloc(words, 8);
+	int ret;
+
+	ASSERT_NE(NULL, bm);
+	pset_init(_metadata, got, iova, size);
+	ret = t1_get_bitmap(d, iova, size, bm, words * 8);
+	ASSERT_EQ(0, ret) TH_LOG("GET_BITMAP [%#llx, +%#llx): %s",
+				 (unsigned long long)iova,
+				 (unsigned long long)size, strerror(-ret));
+	pset_from_bitmap(got, bm);
+	free(bm);
+}
+
+/*
+ * VFIO_IOMMU_UNMAP_DMA of [iova, iova + size), with
+ * VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP when @got is given (the range's
+ * dirty pages into @got, at 4 KiB).  0 or -errno; *@unmapped: the size
+ * type1 says it unmapped.
+ */
+static int t1_unmap(struct __test_metadata *_metadata, struct mb_dev *d,
+		    uint64_t iova, uint64_t size, struct pset *got,
+		    uint64_t *unmapped)
+{
+	struct {
+		struct vfio_iommu_type1_dma_unmap u;
+		struct vfio_bitmap b;
+	} __attribute__((packed)) a;
+	size_t words = (size / MB_PAGE + 63) / 64;
+	uint64_t *bm = calloc(words, 8);
+	int ret;
+
+	ASSERT_NE(NULL, bm);
+	memset(&a, 0, sizeof(a));
+	a.u.argsz = got ? sizeof(a) : sizeof(a.u);
+	a.u.flags = got ? VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP : 0;
+	a.u.iova = iova;
+	a.u.size = size;
+	a.b.pgsize = MB_PAGE;
+	a.b.size = words * 8;
+	a.b.data = (void *)bm;
+	ret = ioctl(d->v.container_fd, VFIO_IOMMU_UNMAP_DMA, &a) ? -errno : 0;
+	*unmapped = a.u.size;
+	if (got) {
+		pset_init(_metadata, got, iova, size);
+		pset_from_bitmap(got, bm);
+	}
+	free(bm);
+	return ret;
+}
+
+/*
+ * The pages @n descriptors touch inside @s's window when the window holds
+ * no ring slot (a separately mapped range).
+ */
+static void derive_in(const struct mblit_desc *x, unsigned int n,
+		      struct pset *s)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		desc_pages(&x[i], 0, s, NULL);
+}
+
+/*
+ * The model cannot follow a COPY from EX into the guest buffer by itself
+ * (mb_model_apply knows only the buffer and device memory): after such
+ * commands ran, copy their source bytes from @ex (mapped at EX, @size
+ * bytes; sources no later command overwrote) into the model.
+ */
+static void model_from_extra(struct mb_dev *d, const uint8_t *ex, uint64_t size,
+			     const struct mblit_desc *x, unsigned int n)
+{
+	uint8_t *m;
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		if (x[i].opcode != MBLIT_OP_COPY ||
+		    (x[i].flags & (MBLIT_FLAG_DST_DEV | MBLIT_FLAG_SRC_DEV)) ||
+		    x[i].src < EX || x[i].src + x[i].len > EX + size)
+			continue;
+		m = mb_model_guest(d, x[i].dst, x[i].len);
+		if (m)
+			memcpy(m, ex + (x[i].src - EX), x[i].len);
+	}
+}
+
+/* Every page of @lo is in @got, and every page of @got is in @hi. */
+static void pset_expect_between(struct __test_metadata *_metadata,
+				const struct pset *lo, const struct pset *got,
+				const struct pset *hi, const char *what)
+{
+	uint64_t i, missing = 0, extra = 0;
+
+	ASSERT_EQ(lo->base, got->base);
+	ASSERT_EQ(hi->base, got->base);
+	ASSERT_EQ(lo->npages, got->npages);
+	ASSERT_EQ(hi->npages, got->npages);
+	for (i = 0; i < got->npages; i++) {
+		if (lo->in[i] && !got->in[i]) {
+			if (missing++ < 16)
+				TH_LOG("%s: page %#llx missing", what,
+				       (unsigned long long)(got->base + i * MB_PAGE));
+		}
+		if (got->in[i] && !hi->in[i]) {
+			if (extra++ < 16)
+				TH_LOG("%s: page %#llx reported, never touched",
+				       what,
+				       (unsigned long long)(got->base + i * MB_PAGE));
+		}
+	}
+	EXPECT_EQ(0, missing) TH_LOG("%s: %llu pages missing", what,
+				     (unsigned long long)missing);
+	EXPECT_EQ(0, extra) TH_LOG("%s: %llu pages never touched reported", what,
+				   (unsigned long long)extra);
+}
+
+static void pset_or(struct pset *acc, const struct pset *s)
+{
+	uint64_t i;
+
+	for (i = 0; i < acc->npages; i++)
+		acc->in[i] |= s->in[i];
+}
+
+/*
+ * Dirty tracking on, the device writes a separately mapped range and the
+ * guest buffer, then the range is unmapped with a plain
+ * VFIO_IOMMU_UNMAP_DMA: the unmap loses nothing of the rest -- GET_BITMAP
+ * of the guest buffer is exactly the pages the commands touched there --
+ * and nothing of the range stays behind (no pin to re-populate it; a
+ * GET_BITMAP over where it was reports nothing).  Mapped again, the range
+ * starts clean.
+ */
+TEST_F_TIMEOUT(type1, unmap_then_get_bitmap_reports_the_rest, 300)
+{
+	struct mb_dev *d = &self->dev;
+	const uint64_t size = MB_MIB;
+	const struct mblit_desc w[] = {
+		mb_fill(EX + 0x1800, 0x2000, PAT1, 0),
+		mb_copy(EX + 0x20000, G(0x30100), 0x1100, 0),
+		mb_copy(G(0x50000), EX + 0x40010, 0x800, 0),
+		mb_copy(EX + 0x60000, 0x1000, 0x1000, MBLIT_FLAG_SRC_DEV),
+		mb_fence(EX + size - 8, 0x55, 0),
+		mb_fill(G(0x70ffc), 8, PAT2, 0),
+	};
+	struct pset tm, te, got;
+	uint64_t unmapped = 0;
+	int ret;
+
+	extra_map(_metadata, d, &self->extra, &self->extra_size, size);
+	pset_init(_metadata, &tm, MB_IOVA, MB_BUF_SIZE);
+	pset_init(_metadata, &te, EX, size);
+	mb_ring_setup(_metadata, d, 64);
+	ASSERT_EQ(0, t1_dirty(d, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+
+	derive_in(w, ARRAY_SIZE(w), &te);
+	run_derive(_metadata, d, w, ARRAY_SIZE(w), &tm, NULL);
+	model_from_extra(d, self->extra, size, w, ARRAY_SIZE(w));
+	mb_check_guest(_metadata, d, "workload");
+	EXPECT_LT(0, pset_count(&te));
+	EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"));
+
+	ret = t1_unmap(_metadata, d, EX, size, NULL, &unmapped);
+	ASSERT_EQ(0, ret) TH_LOG("UNMAP_DMA: %s", strerror(-ret));
+	EXPECT_EQ(size, unmapped);
+
+	t1_get(_metadata, d, &got);
+	pset_expect_eq(_metadata, &tm, &got, "guest buffer after the unmap");
+	pset_free(&got);
+	t1_get_at(_metadata, d, EX, size, &got);
+	EXPECT_EQ(0, pset_count(&got)) TH_LOG("unmapped range: %s",
+					      pset_str(&got));
+	pset_free(&got);
+	/* Reported once: the guest buffer is clean now. */
+	t1_get(_metadata, d, &got);
+	EXPECT_EQ(0, pset_count(&got)) TH_LOG("second GET_BITMAP: %s",
+					      pset_str(&got));
+	pset_free(&got);
+
+	/* Mapped again: clean until the device touches it. */
+	extra_map(_metadata, d, &self->extra, &self->extra_size, size);
+	t1_get_at(_metadata, d, EX, size, &got);
+	EXPECT_EQ(0, pset_count(&got)) TH_LOG("range mapped again: %s",
+					      pset_str(&got));
+	pset_free(&got);
+	pset_clear(&tm);
+	pset_clear(&te);
+	derive_in(w, 2, &te);
+	run_derive(_metadata, d, w, 2, &tm, NULL);
+	t1_get_at(_metadata, d, EX, size, &got);
+	pset_expect_eq(_metadata, &te, &got, "range mapped again, after DMA");
+	pset_free(&got);
+
+	ASSERT_EQ(0, t1_dirty(d, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	ret = t1_unmap(_metadata, d, EX, size, NULL, &unmapped);
+	EXPECT_EQ(0, ret);
+	mb_check_guest(_metadata, d, "after the unmaps");
+	mb_engine_reset(_metadata, d);
+	EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"));
+	pset_free(&tm);
+	pset_free(&te);
+}
+
+/*
+ * VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP: the unmap hands back the range's
+ * dirty pages.  Idle: exactly the pages the commands touched in it.
+ * While a long workload writes the range: every page whose content
+ * changed is in the returned bitmap (type1 marks a page when the engine
+ * pins it, so the unmap cannot lose one the engine wrote), nothing the
+ * commands could not have touched is, the engine stops with ERR_UNMAPPED
+ * or ERR_IOVA_FAULT and nothing stays pinned; the guest buffer's
+ * GET_BITMAP afterwards has the pages of every command that completed.
+ */
+TEST_F_TIMEOUT(type1, unmap_get_dirty_bitmap_reports_the_range, 300)
+{
+	struct mb_dev *d = &self->dev;
+	const uint64_t size = 16 * MB_MIB, chunk = 128 * 1024;
+	const unsigned int n = size / chunk;
+	const struct mblit_desc w[] = {
+		mb_fill(EX + 0x3000, 0x1001, PAT1, 0),
+		mb_copy(EX + 0x100000, G(0x1000), 0x3000, 0),
+		mb_copy(G(0x80000), EX + 0x200000, 0x1000, 0),
+		mb_fence(EX + 0x300ff8, 9, 0),
+	};
+	struct pset tm, te, got, lo, hi;
+	uint8_t *orig, *ex;
+	uint64_t unmapped = 0, p, addr;
+	uint32_t t0, head, st, code, i;
+	struct mblit_desc x;
+	int ret;
+
+	pset_init(_metadata, &tm, MB_IOVA, MB_BUF_SIZE);
+	pset_init(_metadata, &te, EX, size);
+	mb_ring_setup(_metadata, d, 512);
+	ASSERT_EQ(0, t1_dirty(d, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+
+	/* Idle. */
+	extra_map(_metadata, d, &self->extra, &self->extra_size, size);
+	derive_in(w, ARRAY_SIZE(w), &te);
+	run_derive(_metadata, d, w, ARRAY_SIZE(w), &tm, NULL);
+	model_from_extra(d, self->extra, size, w, ARRAY_SIZE(w));
+	mb_check_guest(_metadata, d, "workload");
+	ret = t1_unmap(_metadata, d, EX, size, &got, &unmapped);
+	ASSERT_EQ(0, ret) TH_LOG("UNMAP_DMA with GET_DIRTY_BITMAP: %s",
+				 strerror(-ret));
+	EXPECT_EQ(size, unmapped);
+	pset_expect_eq(_metadata, &te, &got, "idle unmap's bitmap");
+	pset_free(&got);
+	t1_get(_metadata, d, &got);
+	pset_expect_eq(_metadata, &tm, &got, "guest buffer after the idle unmap");
+	pset_free(&got);
+
+	/* While n COPYs of 128 KiB from the guest buffer write the range. */
+	ex = extra_map(_metadata, d, &self->extra, &self->extra_size, size);
+	orig = malloc(size);
+	ASSERT_NE(NULL, orig);
+	memcpy(orig, ex, size);
+	pset_init(_metadata, &lo, MB_IOVA, MB_BUF_SIZE);	/* completed */
+	pset_init(_metadata, &hi, MB_IOVA, MB_BUF_SIZE);	/* + the failed one */
+	t0 = d->tail;
+	for (i = 0; i < n; i++) {
+		x = mb_copy(EX + i * chunk, G((i % 2) * chunk), chunk, 0);
+		mb_ring_put(d, t0 + i, &x);
+	}
+	d->tail = t0 + n;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	WR32(MBLIT_REG_RING_TAIL, d->tail);
+	mb_wait_head(_metadata, d, t0 + 2);
+	ret = t1_unmap(_metadata, d, EX, size, &got, &unmapped);
+	ASSERT_EQ(0, ret) TH_LOG("UNMAP_DMA with GET_DIRTY_BITMAP during DMA: %s",
+				 strerror(-ret));
+	EXPECT_EQ(size, unmapped);
+
+	st = mb_wait_error(_metadata, d);
+	code = MBLIT_STATUS_ERR_CODE(st);
+	head = RD32(MBLIT_REG_RING_HEAD);
+	addr = RD64(MBLIT_REG_ERR_ADDR);
+	TH_LOG("stopped at %u of %u with code %#x, ERR_ADDR %#llx; bitmap has %llu pages",
+	       head - t0, n, code, (unsigned long long)addr,
+	       (unsigned long long)pset_count(&got));
+	EXPECT_GT(t0 + n, head) TH_LOG("the workload finished before the unmap");
+	EXPECT_TRUE(code == MBLIT_ERR_UNMAPPED || code == MBLIT_ERR_IOVA_FAULT)
+		TH_LOG("error code %#x", code);
+	EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"));
+
+	/* The range: changed pages <= bitmap <= destinations up to head. */
+	pset_free(&te);
+	pset_init(_metadata, &te, EX, size);		/* changed */
+	for (p = 0; p < size; p += MB_PAGE)
+		if (memcmp(ex + p, orig + p, MB_PAGE))
+			pset_add(&te, EX + p, MB_PAGE);
+	{
+		struct pset reach;
+
+		pset_init(_metadata, &reach, EX, size);
+		for (i = t0; i <= head && i < t0 + n; i++)
+			pset_add(&reach, EX + (i - t0) * chunk, chunk);
+		EXPECT_LE(2 * chunk / MB_PAGE, pset_count(&te));
+		pset_expect_between(_metadata, &te, &got, &reach,
+				    "bitmap of the unmap during DMA");
+		pset_free(&reach);
+	}
+	pset_free(&got);
+
+	/* The guest buffer: the completed commands' pages, at most the failed one's. */
+	for (i = t0; i <= head && i < t0 + n; i++) {
+		x = mb_copy(EX + (i - t0) * chunk, G(((i - t0) % 2) * chunk),
+			    chunk, 0);
+		desc_pages(&x, d->ring_iova +
+			   (uint64_t)(i % d->ring_size) * MBLIT_DESC_SIZE,
+			   &hi, NULL);
+		if (i < head)
+			desc_pages(&x, d->ring_iova +
+				   (uint64_t)(i % d->ring_size) * MBLIT_DESC_SIZE,
+				   &lo, NULL);
+	}
+	t1_get(_metadata, d, &got);
+	pset_expect_between(_metadata, &lo, &got, &hi,
+			    "guest buffer after the unmap during DMA");
+	pset_free(&got);
+
+	ASSERT_EQ(0, t1_dirty(d, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	mb_engine_reset(_metadata, d);
+	EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"));
+	mb_check_guest(_metadata, d, "after the unmap");
+	free(orig);
+	pset_free(&tm);
+	pset_free(&te);
+	pset_free(&lo);
+	pset_free(&hi);
+}
+
+#define RW_PAGES	4096	/* destination pages, each written once */
+#define RW_BATCH	256
+
+/*
+ * Take reports (type1 GET_BITMAP, or DMA_LOGGING_REPORT) over the guest
+ * buffer and EX as fast as possible while RW_PAGES one-page FILLs write
+ * each page of EX once, in a random order, submitted in batches; then one
+ * more report once the engine is idle.  No dirtied page is missing from
+ * the union of the reports, and none is there that the commands did not
+ * touch (type1: descriptor and destination pages) or write (DMA logging:
+ * destination pages).  Returns the reports taken while the engine was
+ * running (head moved during them).
+ */
+static unsigned int reports_while_dma_runs(struct __test_metadata *_metadata,
+					   struct mb_dev *d, const uint8_t *ex,
+					   bool type1)
+{
+	const uint64_t size = RW_PAGES * MB_PAGE;
+	struct pset want_m, want_e, un_m, un_e, got;
+	struct mblit_desc *x = calloc(RW_BATCH, sizeof(*x));
+	uint32_t *perm = calloc(RW_PAGES, sizeof(*perm)), h0, h1, tmp;
+	unsigned int i, j, b, reports = 0, during = 0;
+	uint64_t end, p;
+	bool last = false;
+
+	ASSERT_TRUE(x && perm);
+	pset_init(_metadata, &want_m, MB_IOVA, MB_BUF_SIZE);
+	pset_init(_metadata, &want_e, EX, size);
+	pset_init(_metadata, &un_m, MB_IOVA, MB_BUF_SIZE);
+	pset_init(_metadata, &un_e, EX, size);
+	for (i = 0; i < RW_PAGES; i++)
+		perm[i] = i;
+	for (i = RW_PAGES - 1; i > 0; i--) {
+		j = mb_rand(d) % (i + 1);
+		tmp = perm[i];
+		perm[i] = perm[j];
+		perm[j] = tmp;
+	}
+	mb_ring_setup(_metadata, d, RW_PAGES);
+
+	end = mb_now_ms() + MB_WAIT_TOTAL_MS;
+	for (b = 0; !last; ) {
+		if (b < RW_PAGES) {
+			for (i = 0; i < RW_BATCH; i++) {
+				x[i] = mb_fill(EX + (uint64_t)perm[b + i] * MB_PAGE,
+					       MB_PAGE, 0x01010101U * (b + i) + 7, 0);
+				desc_pages(&x[i], d->ring_iova +
+					   (uint64_t)((d->tail + i) % d->ring_size) *
+					   MBLIT_DESC_SIZE,
+					   type1 ? &want_m : NULL, NULL);
+				desc_pages(&x[i], 0, NULL, &want_e);
+			}
+			mb_submit(_metadata, d, x, RW_BATCH);
+			b += RW_BATCH;
+		} else if (RD32(MBLIT_REG_RING_HEAD) == d->tail) {
+			/* Idle: one more report, the last. */
+			mb_wait_done(_metadata, d);
+			last = true;
+		}
+		h0 = RD32(MBLIT_REG_RING_HEAD);
+		if (type1) {
+			t1_get_at(_metadata, d, MB_IOVA, MB_BUF_SIZE, &got);
+			pset_or(&un_m, &got);
+			pset_free(&got);
+			t1_get_at(_metadata, d, EX, size, &got);
+		} else {
+			dl_get(_metadata, d, MB_IOVA, MB_BUF_SIZE, &got);
+			pset_or(&un_m, &got);
+			pset_free(&got);
+			dl_get(_metadata, d, EX, size, &got);
+		}
+		pset_or(&un_e, &got);
+		pset_free(&got);
+		h1 = RD32(MBLIT_REG_RING_HEAD);
+		reports++;
+		if (h1 != h0)
+			during++;
+		ASSERT_GT(end, mb_now_ms()) TH_LOG("the workload took too long");
+	}
+	TH_LOG("%s: %u reports, %u of them while the engine ran",
+	       type1 ? "GET_BITMAP" : "DMA_LOGGING_REPORT", reports, during);
+	pset_expect_eq(_metadata, &want_e, &un_e, "union of the reports, EX");
+	pset_expect_eq(_metadata, &want_m, &un_m,
+		       "union of the reports, guest buffer");
+	/* The writes landed (each page once, its command's pattern). */
+	for (i = 0; i < RW_PAGES; i++) {
+		uint32_t pat = 0x01010101U * i + 7, v;
+
+		p = (uint64_t)perm[i] * MB_PAGE;
+		memcpy(&v, ex + p, 4);
+		EXPECT_EQ(pat, v) TH_LOG("page %#llx", (unsigned long long)(EX + p));
+		if (pat != v)
+			break;
+		memcpy(&v, ex + p + MB_PAGE - 4, 4);
+		EXPECT_EQ(pat, v);
+	}
+	mb_check_guest(_metadata, d, "after the workload");
+	free(x);
+	free(perm);
+	pset_free(&want_m);
+	pset_free(&want_e);
+	pset_free(&un_m);
+	pset_free(&un_e);
+	return during;
+}
+
+TEST_F_TIMEOUT(type1, get_bitmap_while_dma_runs_loses_no_page, 600)
+{
+	struct mb_dev *d = &self->dev;
+	uint8_t *ex;
+	unsigned int during;
+
+	ex = extra_map(_metadata, d, &self->extra, &self->extra_size,
+		       RW_PAGES * MB_PAGE);
+	ASSERT_EQ(0, t1_dirty(d, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+	during = reports_while_dma_runs(_metadata, d, ex, true);
+	EXPECT_LT(0, during) TH_LOG("no report overlapped the DMA");
+	ASSERT_EQ(0, t1_dirty(d, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	mb_engine_reset(_metadata, d);
+	EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"));
+}
+
+TEST_F_TIMEOUT(dma_logging, report_while_dma_runs_loses_no_page, 600)
+{
+	struct mb_dev *d = &self->dev;
+	const struct vfio_device_feature_dma_logging_range r[] = {
+		{ MB_IOVA, MB_BUF_SIZE },
+		{ EX, RW_PAGES * MB_PAGE },
+	};
+	uint8_t *ex;
+	unsigned int during;
+
+	ex = extra_map(_metadata, d, &self->extra, &self->extra_size,
+		       RW_PAGES * MB_PAGE);
+	dl_start_ok(_metadata, d, r, ARRAY_SIZE(r));
+	during = reports_while_dma_runs(_metadata, d, ex, false);
+	EXPECT_LT(0, during) TH_LOG("no report overlapped the DMA");
+	EXPECT_EQ(0, dl_stop(d));
+	mb_engine_reset(_metadata, d);
+	EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"));
 }
 
 TEST_HARNESS_MAIN

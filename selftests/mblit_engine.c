@@ -1387,6 +1387,91 @@ TEST_F_TIMEOUT(engine, unmap_during_work, 600)
 	EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"));
 }
 
+/* ---- the ring area ------------------------------------------------------ */
+
+/*
+ * The guest-memory check covers the ring area (the buffer's first MiB,
+ * where mb_ring_setup puts rings), not only the data after it.  Commands
+ * writing into the ring area outside the descriptors -- right after the
+ * ring's slots, across a page, at the last bytes before the data, a FENCE,
+ * over a descriptor already executed -- are modelled and pass the check;
+ * the same kind of write made without telling the model (stray DMA) is
+ * caught, exactly its bytes, and only in the ring area.
+ */
+TEST_F_TIMEOUT(engine, stray_dma_into_the_ring_area_is_caught, 300)
+{
+	struct mb_dev *d = &self->dev;
+	const uint64_t r = MB_IOVA + MB_RING_OFF;
+	const uint64_t end = MB_IOVA + MB_DATA_OFF;
+	struct mblit_desc x[5], y;
+	uint64_t v, old;
+	size_t bad, first = SIZE_MAX, n;
+
+	dev_random(_metadata, d, 0, MB_PAGE);
+	/* 8 slots: [r, r + 256). */
+	mb_ring_setup(_metadata, d, 8);
+	x[0] = mb_fill(r + 8 * MBLIT_DESC_SIZE, 100, PAT1, 0);
+	x[1] = mb_copy(r + 2 * MB_PAGE - 3, G(0x2000), 9, 0);
+	x[2] = mb_copy(end - 64, 0, 64, MBLIT_FLAG_SRC_DEV);
+	x[3] = mb_fence(r + 0x800, 0x0123456789abcdefULL, 0);
+	/* Over slot 0, whose descriptor (x[0]) has run by then. */
+	x[4] = mb_fill(r, MBLIT_DESC_SIZE, PAT2, 0);
+	mb_run(_metadata, d, x, 5);
+	mb_check_guest(_metadata, d, "modelled writes into the ring area");
+
+	/* Stray: a FILL in the ring area that the model does not know. */
+	y = mb_fill(r + 3 * MB_PAGE + 5, 77, PAT2, 0);
+	mb_ring_put(d, d->tail, &y);
+	d->tail++;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	WR32(MBLIT_REG_RING_TAIL, d->tail);
+	mb_wait_done(_metadata, d);
+	bad = mb_guest_diff(_metadata, d, 0, MB_BUF_SIZE, &first, 0, "stray");
+	EXPECT_EQ(77, bad) TH_LOG("bytes the check found");
+	EXPECT_EQ(3 * MB_PAGE + 5, first);
+	EXPECT_EQ(0, mb_guest_diff(_metadata, d, MB_DATA_OFF, MB_BUF_SIZE, NULL,
+				   0, "data area"))
+		TH_LOG("the stray write is not in the data area");
+	mb_model_apply(d, &y);
+	mb_check_guest(_metadata, d, "once modelled");
+
+	/*
+	 * Stray over a descriptor: a FENCE rewrites the dst field of slot 1
+	 * (executed) with its complement, all 8 bytes different.
+	 */
+	memcpy(&old, d->buf + MB_RING_OFF + MBLIT_DESC_SIZE + 8, 8);
+	v = ~old;
+	y = mb_fence(r + MBLIT_DESC_SIZE + 8, v, 0);
+	ASSERT_NE(1, d->tail % d->ring_size);	/* not its own slot */
+	mb_ring_put(d, d->tail, &y);
+	d->tail++;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	WR32(MBLIT_REG_RING_TAIL, d->tail);
+	mb_wait_done(_metadata, d);
+	first = SIZE_MAX;
+	bad = mb_guest_diff(_metadata, d, 0, MB_BUF_SIZE, &first, 0, "stray");
+	EXPECT_EQ(8, bad);
+	EXPECT_EQ(MBLIT_DESC_SIZE + 8, first);
+	mb_model_apply(d, &y);
+	mb_check_guest(_metadata, d, "once modelled");
+
+	/* The last byte before the data, alone. */
+	y = mb_fill(end - 1, 1, 0xffffffff, 0);
+	n = d->buf[MB_DATA_OFF - 1] != 0xff;
+	mb_ring_put(d, d->tail, &y);
+	d->tail++;
+	WR32(MBLIT_REG_RING_TAIL, d->tail);
+	mb_wait_done(_metadata, d);
+	first = SIZE_MAX;
+	bad = mb_guest_diff(_metadata, d, 0, MB_BUF_SIZE, &first, 0, "stray");
+	EXPECT_EQ(n, bad);
+	if (n)
+		EXPECT_EQ(MB_DATA_OFF - 1, first);
+	mb_model_apply(d, &y);
+	mb_check_guest(_metadata, d, "once modelled");
+	mb_check_dev(_metadata, d, 0, MB_PAGE, "device memory");
+}
+
 /* ---- debugfs and pins --------------------------------------------------- */
 
 TEST_F_TIMEOUT(engine, debugfs_counters, 300)

@@ -176,4 +176,77 @@ TEST_F_TIMEOUT(pin_budget, budget_16, 180)
 	EXPECT_EQ(0, mdev_remove(uuid)) TH_LOG("%s", mdev_lib_error());
 }
 
+/*
+ * VFIO_DEVICE_RESET gives the budget back as CTRL.RESET does (docs/device.md
+ * §11: the engine's pins are released by either reset).  Three rounds of a
+ * command needing exactly the budget (it runs), then one over it
+ * (ERR_PIN_BUDGET), then a device reset: nothing stays pinned, the device
+ * is at its reset state with the budget unchanged, and the next round's
+ * exact-budget command runs -- a page of budget kept by an error stop, or
+ * not returned by the device reset, would make it fail.
+ */
+TEST_F_TIMEOUT(pin_budget, budget_recovers_through_device_reset, 300)
+{
+	struct mb_dev *d = &self->dev;
+	const uint64_t dst = G(MB_MIB), src = G(0);
+	struct mblit_desc x;
+	uint64_t addr;
+	unsigned int round;
+
+	for (round = 0; round < 4; round++) {
+		/* The descriptor's page + 15 data pages: exactly the budget. */
+		mb_ring_setup(_metadata, d, 8);
+		x = mb_fill(dst + 5 * MB_PAGE, 15 * MB_PAGE, 0x10203040 + round, 0);
+		mb_run(_metadata, d, &x, 1);
+		mb_check_guest(_metadata, d, "the exact budget");
+		EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"));
+		if (round == 3)
+			break;
+
+		switch (round) {
+		case 0:		/* 32 data pages */
+			x = mb_copy(dst, src, 64 * 1024, 0);
+			addr = expect_budget_error(_metadata, d, &x, 1);
+			EXPECT_TRUE((addr >= dst && addr < dst + 64 * 1024) ||
+				    (addr >= src && addr < src + 64 * 1024))
+				TH_LOG("ERR_ADDR %#llx", (unsigned long long)addr);
+			break;
+		case 1:		/* 17 destination pages */
+			x = mb_fill(dst, 17 * MB_PAGE, 0x55667788, 0);
+			addr = expect_budget_error(_metadata, d, &x, 1);
+			EXPECT_EQ(dst + 15 * MB_PAGE, addr);
+			break;
+		default:	/* device -> guest, 16 pages + 1 byte */
+			x = mb_copy(dst + MB_PAGE - 1, 0, 16 * MB_PAGE + 1,
+				    MBLIT_FLAG_SRC_DEV);
+			addr = expect_budget_error(_metadata, d, &x, 1);
+			EXPECT_EQ(dst + 15 * MB_PAGE, addr);
+		}
+
+		ASSERT_EQ(0, ioctl(d->v.device_fd, VFIO_DEVICE_RESET))
+			TH_LOG("VFIO_DEVICE_RESET: %s", strerror(errno));
+		EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"))
+			TH_LOG("round %u: pinned after VFIO_DEVICE_RESET", round);
+		EXPECT_EQ(BUDGET, mb_debugfs(_metadata, d, "pin_budget"));
+		mb_expect_reset_regs(_metadata, d, "after VFIO_DEVICE_RESET");
+		EXPECT_EQ(0, mb_cfg_rd16(_metadata, d, PCI_COMMAND));
+		EXPECT_FALSE(mb_irq_pending(_metadata, d));
+		memset(d->md, 0, d->mem);
+		mb_check_dev(_metadata, d, 0, MB_MIB, "device memory after reset");
+		mb_check_guest(_metadata, d, "after VFIO_DEVICE_RESET");
+		mb_set_command(_metadata, d, PCI_COMMAND_MASTER, 0);
+		d->tail = 0;
+	}
+
+	/* Within the budget, guest and device memory both work. */
+	x = mb_copy(dst + 5, src + 7, 16 * 1024, 0);
+	mb_run(_metadata, d, &x, 1);
+	x = mb_copy(100, src, 15 * MB_PAGE, MBLIT_FLAG_DST_DEV);
+	mb_run(_metadata, d, &x, 1);
+	mb_check_guest(_metadata, d, "after the resets");
+	mb_check_dev(_metadata, d, 0, MB_MIB, "after the resets");
+	EXPECT_EQ(0, mb_debugfs(_metadata, d, "pinned_pages"));
+	mb_engine_reset(_metadata, d);
+}
+
 TEST_HARNESS_MAIN
