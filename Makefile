@@ -7,7 +7,7 @@
 KDIR ?= $(shell scripts/kdir)/build
 KMAKE_ARGS := $(shell . scripts/env.sh && mblit_kmake_args)
 
-.PHONY: all module setup host-test check test demo clean
+.PHONY: all module setup host-test fuzz check test demo clean
 
 all: module
 
@@ -22,6 +22,17 @@ module: setup
 # The no_std logic, unit-tested on the host.
 host-test:
 	cargo test --quiet --manifest-path $(CURDIR)/Cargo.toml
+
+# The state-decoder fuzzer, on the host (fuzz/README.md): FUZZ_EXECS
+# executions (default 10 million), or DURATION seconds; FUZZ_SEED= and
+# FUZZ_THREADS= replay a run. Prints executions per second and the total; a
+# failing input is saved in fuzz/regressions/, which host-test runs from then
+# on. The fuzz profile is optimised with overflow checks on.
+fuzz:
+	FUZZ_EXECS='$(FUZZ_EXECS)' DURATION='$(DURATION)' FUZZ_SEED='$(FUZZ_SEED)' \
+		FUZZ_THREADS='$(FUZZ_THREADS)' cargo test --manifest-path $(CURDIR)/Cargo.toml \
+		--profile fuzz --test decoders -- --ignored --exact --nocapture \
+		fuzz_state::fuzz_state_decoder
 
 # rustfmt and clippy over the host-buildable logic, rustfmt over all Rust.
 check:
