@@ -713,6 +713,25 @@ TEST_F_TIMEOUT(engine, irq_info, 120)
 	EXPECT_EQ(-EINVAL, mb_set_trigger(d, VFIO_PCI_REQ_IRQ_INDEX, fds[0]));
 	EXPECT_EQ(-EINVAL, mb_set_trigger(d, VFIO_PCI_NUM_IRQS, fds[0]));
 	EXPECT_EQ(-EINVAL, mb_set_trigger(d, 100, fds[0]));
+	/*
+	 * start 0, count 0 is not "nothing to do" on an index without
+	 * interrupts: start must be below the index's count (found by
+	 * uapi_fuzz.random_sequences).
+	 */
+	for (i = VFIO_PCI_MSIX_IRQ_INDEX; i <= VFIO_PCI_REQ_IRQ_INDEX; i++) {
+		EXPECT_EQ(-EINVAL, mb_set_irqs(d, VFIO_IRQ_SET_DATA_NONE |
+					       VFIO_IRQ_SET_ACTION_TRIGGER,
+					       i, 0, 0, NULL, 0))
+			TH_LOG("TRIGGER|NONE count 0 on index %u", i);
+		EXPECT_EQ(-EINVAL, mb_set_irqs(d, VFIO_IRQ_SET_DATA_BOOL |
+					       VFIO_IRQ_SET_ACTION_TRIGGER,
+					       i, 0, 0, NULL, 0))
+			TH_LOG("TRIGGER|BOOL count 0 on index %u", i);
+		EXPECT_EQ(-EINVAL, mb_set_irqs(d, VFIO_IRQ_SET_DATA_NONE |
+					       VFIO_IRQ_SET_ACTION_MASK,
+					       i, 0, 0, NULL, 0))
+			TH_LOG("MASK|NONE count 0 on index %u", i);
+	}
 	/* Masking MSI is not supported, nor are mask/unmask eventfds. */
 	EXPECT_EQ(-EINVAL, mb_set_irqs(d, VFIO_IRQ_SET_DATA_NONE |
 				       VFIO_IRQ_SET_ACTION_MASK,

@@ -107,7 +107,10 @@ pub(crate) fn parse_set(arg: UserPtr) -> Result<SetIrqs> {
         return Err(EINVAL);
     }
     let (max, _) = info(index)?;
-    if start != 0 || count > max || (max == 0 && count != 0) {
+    // As in vfio_set_irqs_validate_and_prepare(): `start` must name one of
+    // the index's interrupts, so an index without any (MSI-X, ERR, REQ)
+    // refuses every request, even one with count 0.
+    if start >= max || count > max - start {
         return Err(EINVAL);
     }
     let data_size = match data_type {
@@ -124,7 +127,6 @@ pub(crate) fn parse_set(arg: UserPtr) -> Result<SetIrqs> {
     }
 
     match (index, action, data_type) {
-        (_, _, _) if max == 0 => Ok(SetIrqs::Nothing),
         (_, uapi::IRQ_SET_ACTION_TRIGGER, uapi::IRQ_SET_DATA_EVENTFD) if count == 1 => {
             let fd = i32::from_ne_bytes(data);
             let efd = if fd == -1 {
