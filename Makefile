@@ -7,7 +7,7 @@
 KDIR ?= $(shell scripts/kdir)/build
 KMAKE_ARGS := $(shell . scripts/env.sh && mblit_kmake_args)
 
-.PHONY: all module setup host-test fuzz check test demo clean
+.PHONY: all module setup host-test fuzz check test demo stress clean
 
 all: module
 
@@ -43,6 +43,16 @@ check:
 test: host-test module
 	scripts/check-stack $(CURDIR)/mblit.ko
 	scripts/vm-test $(CURDIR)/mblit.ko
+
+# The concurrency stress test and the uAPI fuzzer alone, in one VM boot,
+# each for DURATION seconds (default 300); SEED= replays a run (a failure
+# prints its seed and this command). make test runs them briefly.
+STRESS_SECS = $(or $(DURATION),300)
+stress: module
+	MBLIT_VM_TIMEOUT=$$(( 2 * $(STRESS_SECS) + 900 )) scripts/vm-test \
+		--only mblit_stress --env MBLIT_STRESS_SECS=$(STRESS_SECS) \
+		--env MBLIT_FUZZ_SECS=$(STRESS_SECS) \
+		$(if $(SEED),--env MBLIT_SEED=$(SEED)) $(CURDIR)/mblit.ko
 
 # The migration demo: one VM boot that migrates a running workload between
 # two mdevs through the DEVICE_STATE region and checks the result.
