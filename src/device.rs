@@ -481,7 +481,7 @@ impl MblitDevice {
     /// Run-control STOPPED: the engine finishes its command, then the
     /// whole state is snapshotted into the DEVICE_STATE region.
     fn stop(dev: &Device<Self>) -> Result {
-        // One protocol at a time (docs/migration.md §3.3).
+        // One protocol at a time (docs/migration.md §3.4).
         let _mig = dev.mig.lock();
         {
             let mut st = dev.state.lock();
