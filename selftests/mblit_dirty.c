@@ -14,6 +14,7 @@
  * The pin budget (ERR_PIN_BUDGET and recovery) is in mblit_pin_budget.c.
  */
 #include "kselftest_harness.h"
+#include "dirty_log.h"
 #include "mblit_dev.h"
 
 #include <linux/iommufd.h>
@@ -206,36 +207,6 @@ static void run_derive(struct __test_metadata *_metadata, struct mb_dev *d,
 
 /* ---- type1: VFIO_IOMMU_DIRTY_PAGES ---------------------------------------- */
 
-static int t1_dirty(struct mb_dev *d, uint32_t flag)
-{
-	struct vfio_iommu_type1_dirty_bitmap db = {
-		.argsz = sizeof(db), .flags = flag,
-	};
-
-	return ioctl(d->v.container_fd, VFIO_IOMMU_DIRTY_PAGES, &db) ? -errno : 0;
-}
-
-/* GET_BITMAP over [iova, iova + size) at 4 KiB into @bm; 0 or -errno. */
-static int t1_get_bitmap(struct mb_dev *d, uint64_t iova, uint64_t size,
-			 uint64_t *bm, size_t bm_bytes)
-{
-	struct {
-		struct vfio_iommu_type1_dirty_bitmap db;
-		struct vfio_iommu_type1_dirty_bitmap_get get;
-	} __attribute__((packed)) a;
-
-	memset(&a, 0, sizeof(a));
-	memset(bm, 0, bm_bytes);
-	a.db.argsz = sizeof(a);
-	a.db.flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
-	a.get.iova = iova;
-	a.get.size = size;
-	a.get.bitmap.pgsize = MB_PAGE;
-	a.get.bitmap.size = bm_bytes;
-	a.get.bitmap.data = (void *)bm;
-	return ioctl(d->v.container_fd, VFIO_IOMMU_DIRTY_PAGES, &a) ? -errno : 0;
-}
-
 /* The container's bitmap over the whole guest buffer, as a set. */
 static void t1_get(struct __test_metadata *_metadata, struct mb_dev *d,
 		   struct pset *got)
@@ -251,55 +222,6 @@ static void t1_get(struct __test_metadata *_metadata, struct mb_dev *d,
 }
 
 /* ---- device DMA logging ----------------------------------------------------- */
-
-static int dl_feature(struct mb_dev *d, uint32_t flags, const void *data,
-		      size_t len)
-{
-	struct vfio_device_feature *f;
-	int ret;
-
-	f = calloc(1, sizeof(*f) + len);
-	if (!f)
-		return -ENOMEM;
-	f->argsz = sizeof(*f) + len;
-	f->flags = flags;
-	if (len)
-		memcpy(f->data, data, len);
-	ret = ioctl(d->v.device_fd, VFIO_DEVICE_FEATURE, f) ? -errno : 0;
-	free(f);
-	return ret;
-}
-
-static int dl_start(struct mb_dev *d,
-		    const struct vfio_device_feature_dma_logging_range *r,
-		    uint32_t n, uint64_t page_size)
-{
-	struct vfio_device_feature_dma_logging_control c = {
-		.page_size = page_size, .num_ranges = n,
-		.ranges = (uintptr_t)r,
-	};
-
-	return dl_feature(d, VFIO_DEVICE_FEATURE_SET |
-			  VFIO_DEVICE_FEATURE_DMA_LOGGING_START, &c, sizeof(c));
-}
-
-static int dl_stop(struct mb_dev *d)
-{
-	return dl_feature(d, VFIO_DEVICE_FEATURE_SET |
-			  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, NULL, 0);
-}
-
-static int dl_report(struct mb_dev *d, uint64_t iova, uint64_t len,
-		     uint64_t page_size, uint64_t *bm)
-{
-	struct vfio_device_feature_dma_logging_report r = {
-		.iova = iova, .length = len, .page_size = page_size,
-		.bitmap = (uintptr_t)bm,
-	};
-
-	return dl_feature(d, VFIO_DEVICE_FEATURE_GET |
-			  VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, &r, sizeof(r));
-}
 
 /* REPORT [iova, iova + len) at 4 KiB as a set (bitmap zeroed first). */
 static void dl_get(struct __test_metadata *_metadata, struct mb_dev *d,
@@ -969,25 +891,13 @@ static int t1_unmap(struct __test_metadata *_metadata, struct mb_dev *d,
 		    uint64_t iova, uint64_t size, struct pset *got,
 		    uint64_t *unmapped)
 {
-	struct {
-		struct vfio_iommu_type1_dma_unmap u;
-		struct vfio_bitmap b;
-	} __attribute__((packed)) a;
 	size_t words = (size / MB_PAGE + 63) / 64;
 	uint64_t *bm = calloc(words, 8);
 	int ret;
 
 	ASSERT_NE(NULL, bm);
-	memset(&a, 0, sizeof(a));
-	a.u.argsz = got ? sizeof(a) : sizeof(a.u);
-	a.u.flags = got ? VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP : 0;
-	a.u.iova = iova;
-	a.u.size = size;
-	a.b.pgsize = MB_PAGE;
-	a.b.size = words * 8;
-	a.b.data = (void *)bm;
-	ret = ioctl(d->v.container_fd, VFIO_IOMMU_UNMAP_DMA, &a) ? -errno : 0;
-	*unmapped = a.u.size;
+	ret = t1_unmap_bitmap(d, iova, size, got ? bm : NULL, words * 8,
+			      unmapped);
 	if (got) {
 		pset_init(_metadata, got, iova, size);
 		pset_from_bitmap(got, bm);

@@ -34,7 +34,12 @@
 #include <linux/userfaultfd.h>
 
 #include "kselftest_harness.h"
+#include "dirty_log.h"
+#include "held_access.h"
+#include "mblit_cfg.h"
 #include "mblit_dev.h"
+#include "mblit_state_fmt.h"
+#include "mig_steps.h"
 #include "mig_v2.h"
 
 #define G(off)		(MB_DATA_IOVA + (off))
@@ -54,60 +59,8 @@
 #define JOIN_MS		60000	/* a thread returns once released */
 #define ENGINE_MS	60000	/* the engine moves on / stops */
 #define MEM_WAIT_MS	30000	/* freed memory shows in MemAvailable */
-#define STREAM_MAX	(600ULL << 20)
 
-/* ---- the state format (docs/migration.md §1.4) -------------------------- */
-
-#define SV_MAGIC	0x5653424dU	/* "MBSV" */
-#define SV_REGS		320
-#define SV_REG(k)	(SV_REGS + 8 * (k))
-#define SV_ENGINE	488
-#define SV_ERRORS	(SV_ENGINE + 8)	/* the error-stop counter */
 #define R_SCRATCH0	15		/* REGS order (regs::REGS) */
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-/* IEEE 802.3 / zlib CRC32 (docs/migration.md §1.3). */
-static uint32_t crc32_le(const uint8_t *p, size_t n)
-{
-	static uint32_t t[256];
-	static bool init;
-	uint32_t c;
-	int i, k;
-
-	if (!init) {
-		for (i = 0; i < 256; i++) {
-			c = i;
-			for (k = 0; k < 8; k++)
-				c = c & 1 ? 0xedb88320U ^ (c >> 1) : c >> 1;
-			t[i] = c;
-		}
-		init = true;
-	}
-	c = 0xffffffffU;
-	while (n--)
-		c = t[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return ~c;
-}
-
-/* Recompute a record's CRC trailer after a patch. */
-static void fix_crc(uint8_t *b, size_t len)
-{
-	uint32_t c = crc32_le(b, len - 4);
-
-	memcpy(b + len - 4, &c, 4);
-}
 
 /* ---- the test context ----------------------------------------------------- */
 
@@ -348,126 +301,12 @@ static void wait_head(struct __test_metadata *_metadata, struct mb_dev *d,
 	}
 }
 
-static void expect_devmem_zero(struct __test_metadata *_metadata,
-			       struct mb_dev *d, const char *what)
+/* DMA logging REPORT at 4 KiB into @bm (@bm_words words), cleared first. */
+static int dl_report_4k(struct mb_dev *d, uint64_t iova, uint64_t len,
+			uint64_t *bm, size_t bm_words)
 {
-	uint8_t *p = malloc(MB_MIB);
-	uint64_t off, bad = 0, first = 0;
-	size_t i;
-
-	ASSERT_NE(NULL, p);
-	for (off = 0; off < d->mem; off += MB_MIB) {
-		mb_bar2_rd(_metadata, d, off, p, MB_MIB);
-		for (i = 0; i < MB_MIB; i++)
-			if (p[i] && !bad++)
-				first = off + i;
-	}
-	free(p);
-	EXPECT_EQ(0, bad) TH_LOG("%s: %llu non-zero device bytes, first at %#llx",
-				 what, (unsigned long long)bad,
-				 (unsigned long long)first);
-}
-
-static uint8_t *read_vram(struct __test_metadata *_metadata, struct mb_dev *d)
-{
-	uint8_t *m = malloc(d->mem);
-	uint64_t off;
-
-	ASSERT_NE(NULL, m);
-	for (off = 0; off < d->mem; off += MB_MIB)
-		mb_bar2_rd(_metadata, d, off, m + off, MB_MIB);
-	return m;
-}
-
-/* ---- migration v2 ------------------------------------------------------------ */
-
-static void set_ok(struct __test_metadata *_metadata, struct mb_dev *d,
-		   uint32_t state, int *fd, bool want_fd)
-{
-	int f = -1, ret = mig_set(DFD(d), state, &f);
-
-	ASSERT_EQ(0, ret) TH_LOG("SET %s: %s", mig_state_name(state),
-				 strerror(-ret));
-	ASSERT_EQ((int)state, mig_get(DFD(d)));
-	ASSERT_EQ(want_fd, f >= 0) TH_LOG("SET %s: data_fd %d",
-					  mig_state_name(state), f);
-	if (fd)
-		*fd = f;
-	else if (f >= 0)
-		close(f);
-}
-
-static size_t read_eof(struct __test_metadata *_metadata, int fd,
-		       struct mig_buf *b)
-{
-	size_t got = 0;
-	int ret = mig_read_stream(fd, b, NULL, STREAM_MAX, &got);
-
-	ASSERT_EQ(0, ret) TH_LOG("reading to EOF: %s", strerror(-ret));
-	return got;
-}
-
-static size_t read_enomsg(struct __test_metadata *_metadata, int fd,
-			  struct mig_buf *b)
-{
-	size_t got = 0;
-	int ret = mig_read_stream(fd, b, NULL, STREAM_MAX, &got);
-
-	ASSERT_EQ(-ENOMSG, ret) TH_LOG("reading to ENOMSG: %s",
-				       ret ? strerror(-ret) : "EOF in PRE_COPY");
-	return got;
-}
-
-/* ---- device DMA logging (as mblit_dirty.c) ------------------------------------ */
-
-static int dl_feature(struct mb_dev *d, uint32_t flags, const void *data,
-		      size_t len)
-{
-	struct vfio_device_feature *f;
-	int ret;
-
-	f = calloc(1, sizeof(*f) + len);
-	if (!f)
-		return -ENOMEM;
-	f->argsz = sizeof(*f) + len;
-	f->flags = flags;
-	if (len)
-		memcpy(f->data, data, len);
-	ret = ioctl(d->v.device_fd, VFIO_DEVICE_FEATURE, f) ? -errno : 0;
-	free(f);
-	return ret;
-}
-
-static int dl_start(struct mb_dev *d,
-		    const struct vfio_device_feature_dma_logging_range *r,
-		    uint32_t n)
-{
-	struct vfio_device_feature_dma_logging_control c = {
-		.page_size = MB_PAGE, .num_ranges = n, .ranges = (uintptr_t)r,
-	};
-
-	return dl_feature(d, VFIO_DEVICE_FEATURE_SET |
-			  VFIO_DEVICE_FEATURE_DMA_LOGGING_START, &c, sizeof(c));
-}
-
-static int dl_stop(struct mb_dev *d)
-{
-	return dl_feature(d, VFIO_DEVICE_FEATURE_SET |
-			  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, NULL, 0);
-}
-
-/* REPORT [iova, iova + len) at 4 KiB into @bm (which it clears first). */
-static int dl_report(struct mb_dev *d, uint64_t iova, uint64_t len,
-		     uint64_t *bm, size_t bm_words)
-{
-	struct vfio_device_feature_dma_logging_report r = {
-		.iova = iova, .length = len, .page_size = MB_PAGE,
-		.bitmap = (uintptr_t)bm,
-	};
-
 	memset(bm, 0, bm_words * 8);
-	return dl_feature(d, VFIO_DEVICE_FEATURE_GET |
-			  VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, &r, sizeof(r));
+	return dl_report(d, iova, len, MB_PAGE, bm);
 }
 
 /* ---- userfaultfd: a thread held inside the kernel's user copy ------------- */
@@ -528,36 +367,6 @@ static int uffd_resolve(struct uffd_area *a, const uint8_t *src)
 			off += cp.copy;
 	}
 	return 0;
-}
-
-/* One read or write, made by a thread on the uffd area. */
-struct held {
-	int fd;
-	bool write, positional;
-	void *buf;
-	size_t len;
-	off_t off;
-	ssize_t ret;
-	int err;
-	int done;
-	pthread_t th;
-};
-
-static void *held_fn(void *arg)
-{
-	struct held *h = arg;
-	ssize_t n;
-
-	if (h->positional)
-		n = h->write ? pwrite(h->fd, h->buf, h->len, h->off) :
-			       pread(h->fd, h->buf, h->len, h->off);
-	else
-		n = h->write ? write(h->fd, h->buf, h->len) :
-			       read(h->fd, h->buf, h->len);
-	h->err = n < 0 ? errno : 0;
-	h->ret = n;
-	__atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
-	return NULL;
 }
 
 static void held_init(struct held *h, int fd, bool write, bool positional,
@@ -1048,7 +857,7 @@ TEST_F_TIMEOUT(hostile_dev, no_lock_held_across_user_copies, 900)
 	/* A's whole stream, for the RESUMING path (A has no ring yet). */
 	set_ok(_metadata, a, VFIO_DEVICE_STATE_STOP_COPY, &fd, true);
 	c->fds[0] = fd;
-	read_eof(_metadata, fd, &stream);
+	read_eof(_metadata, fd, &stream, NULL);
 	close(fd);
 	c->fds[0] = -1;
 	set_ok(_metadata, a, VFIO_DEVICE_STATE_RUNNING, NULL, false);
@@ -1396,25 +1205,25 @@ TEST_F_TIMEOUT(hostile, dma_logging_start_zero_length_is_einval, 300)
 	uint64_t bm[1];
 	int ret;
 
-	ret = dl_start(d, &zero, 1);
+	ret = dl_start(d, &zero, 1, MB_PAGE);
 	EXPECT_EQ(-EINVAL, ret) TH_LOG("START {0x1000, 0}: %s",
 				       ret ? strerror(-ret) : "accepted");
 	if (!ret)
 		dl_stop(d);
-	EXPECT_EQ(-EINVAL, dl_report(d, G(0), 0x10000, bm, 1))
+	EXPECT_EQ(-EINVAL, dl_report_4k(d, G(0), 0x10000, bm, 1))
 		TH_LOG("logging is on after a refused START");
 
 	/* A valid START / REPORT / STOP. */
-	ret = dl_start(d, &r, 1);
+	ret = dl_start(d, &r, 1, MB_PAGE);
 	ASSERT_EQ(0, ret) TH_LOG("START: %s", strerror(-ret));
 	mb_ring_setup(_metadata, d, 8);
 	x = mb_fill(G(0x3000), 0x1000, 0x5a6b7c8d, 0);
 	mb_run(_metadata, d, &x, 1);
-	ret = dl_report(d, G(0), 0x10000, bm, 1);
+	ret = dl_report_4k(d, G(0), 0x10000, bm, 1);
 	EXPECT_EQ(0, ret) TH_LOG("REPORT: %s", strerror(-ret));
 	EXPECT_EQ(1ULL << 3, bm[0]);
 	EXPECT_EQ(0, dl_stop(d));
-	EXPECT_EQ(-EINVAL, dl_report(d, G(0), 0x10000, bm, 1));
+	EXPECT_EQ(-EINVAL, dl_report_4k(d, G(0), 0x10000, bm, 1));
 	mb_check_guest(_metadata, d, "after logging");
 }
 
@@ -1466,11 +1275,11 @@ TEST_F_TIMEOUT(hostile, fence_to_top_of_iova_space_is_logged, 300)
 	r[0] = (struct vfio_device_feature_dma_logging_range){ MB_IOVA, MB_BUF_SIZE };
 	r[1] = (struct vfio_device_feature_dma_logging_range){ base, MB_PAGE };
 	r[2] = (struct vfio_device_feature_dma_logging_range){ base + MB_PAGE, MB_PAGE };
-	ret = dl_start(d, r, 3);
+	ret = dl_start(d, r, 3, MB_PAGE);
 	if (ret == -EOVERFLOW && top_mapped) {
 		TH_LOG("the VFIO core cannot express a range ending at 2^64 (EOVERFLOW): logging the page below it");
 		hi_logged = false;
-		ret = dl_start(d, r, 2);
+		ret = dl_start(d, r, 2, MB_PAGE);
 	}
 	ASSERT_EQ(0, ret) TH_LOG("DMA_LOGGING_START: %s", strerror(-ret));
 
@@ -1483,18 +1292,18 @@ TEST_F_TIMEOUT(hostile, fence_to_top_of_iova_space_is_logged, 300)
 	EXPECT_EQ(v2, RD64(MBLIT_REG_FENCE_LAST));
 
 	/* Logged: the fenced pages, nothing in the guest buffer. */
-	ret = dl_report(d, base, MB_PAGE, bm, 1);
+	ret = dl_report_4k(d, base, MB_PAGE, bm, 1);
 	EXPECT_EQ(0, ret) TH_LOG("REPORT [%#llx, +4 KiB): %s",
 				 (unsigned long long)base, strerror(-ret));
 	EXPECT_EQ(1, bm[0]) TH_LOG("the page below the top one");
 	if (hi_logged) {
-		ret = dl_report(d, base + MB_PAGE, MB_PAGE, bm, 1);
+		ret = dl_report_4k(d, base + MB_PAGE, MB_PAGE, bm, 1);
 		EXPECT_EQ(0, ret) TH_LOG("REPORT [%#llx, +4 KiB): %s",
 					 (unsigned long long)(base + MB_PAGE),
 					 strerror(-ret));
 		EXPECT_EQ(1, bm[0]) TH_LOG("the top page");
 	}
-	ret = dl_report(d, MB_IOVA, MB_BUF_SIZE, bm, words);
+	ret = dl_report_4k(d, MB_IOVA, MB_BUF_SIZE, bm, words);
 	EXPECT_EQ(0, ret);
 	for (i = 0; i < words && !bm[i]; i++)
 		;
@@ -1641,10 +1450,11 @@ static uint64_t cg_current(struct __test_metadata *_metadata, struct hctx *c)
 	return v;
 }
 
-#define EXPECT_CHARGED(before, after, what) \
+#define EXPECT_CHARGED(before, after, what) do { \
 	EXPECT_LE((before) + 30 * MB_MIB, (after)) \
 		TH_LOG("%s: memory.current rose by %lld KiB, want >= 30 MiB", \
-		       what, ((long long)(after) - (long long)(before)) / 1024)
+		       what, ((long long)(after) - (long long)(before)) / 1024); \
+} while (0)
 
 /*
  * Memory a user's actions allocate is charged to its memory cgroup: 32 MiB
@@ -1728,30 +1538,6 @@ TEST_F_TIMEOUT(hostile_dev, device_memory_is_charged_to_memcg, 600)
 }
 
 /* ---- 4. every open starts from the reset state ----------------------------------- */
-
-static void put16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
-static void put32(uint8_t *p, uint32_t v) { put16(p, v); put16(p + 2, v >> 16); }
-
-/* Config space at reset (docs/device.md §4). */
-static void cfg_reset_image(uint8_t img[MBLIT_CONFIG_SIZE], uint16_t type_id)
-{
-	memset(img, 0, MBLIT_CONFIG_SIZE);
-	put16(img + PCI_VENDOR_ID, MBLIT_VENDOR_ID);
-	put16(img + PCI_DEVICE_ID, MBLIT_DEVICE_ID);
-	put16(img + PCI_STATUS, PCI_STATUS_CAP_LIST);
-	img[PCI_REVISION_ID] = MBLIT_REVISION;
-	img[PCI_CLASS_PROG] = MBLIT_CLASS_CODE & 0xff;
-	img[PCI_CLASS_DEVICE] = (MBLIT_CLASS_CODE >> 8) & 0xff;
-	img[PCI_CLASS_DEVICE + 1] = MBLIT_CLASS_CODE >> 16;
-	put32(img + PCI_BASE_ADDRESS_2, PCI_BASE_ADDRESS_MEM_TYPE_64 |
-					PCI_BASE_ADDRESS_MEM_PREFETCH);
-	put16(img + PCI_SUBSYSTEM_VENDOR_ID, MBLIT_SUBSYS_VENDOR_ID);
-	put16(img + PCI_SUBSYSTEM_ID, type_id);
-	img[PCI_CAPABILITY_LIST] = MBLIT_MSI_CAP_OFFSET;
-	img[PCI_INTERRUPT_PIN] = 1;
-	img[MBLIT_MSI_CAP_OFFSET + PCI_CAP_LIST_ID] = PCI_CAP_ID_MSI;
-	put16(img + MBLIT_MSI_CAP_OFFSET + PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT);
-}
 
 static void cfg_wr(struct __test_metadata *_metadata, struct mb_dev *d,
 		   uint32_t off, uint32_t v, int w)
@@ -1838,7 +1624,7 @@ static void expect_fresh(struct __test_metadata *_metadata, struct hctx *c,
 			       what, i, got[i], img[i]);
 	EXPECT_EQ(0, bad) TH_LOG("%s: %d config bytes not at reset", what, bad);
 
-	expect_devmem_zero(_metadata, d, what);
+	mb_expect_vram_zero(_metadata, d, what);
 	memset(d->md, 0, d->mem);
 
 	/* The previous user's MSI eventfd is not wired to this one. */
@@ -1906,7 +1692,7 @@ TEST_F_TIMEOUT(hostile_dev, close_in_resuming_leaves_no_incoming_data, 300)
 	free(p);
 	set_ok(_metadata, a, VFIO_DEVICE_STATE_PRE_COPY, &fd, true);
 	c->fds[0] = fd;
-	read_enomsg(_metadata, fd, &s);
+	read_enomsg(_metadata, fd, &s, NULL);
 	ASSERT_LT(0, s.len);
 	TH_LOG("%zu bytes of pre-copy records", s.len);
 
@@ -1922,7 +1708,7 @@ TEST_F_TIMEOUT(hostile_dev, close_in_resuming_leaves_no_incoming_data, 300)
 	reopen(_metadata, c, 1, VFIO_BACKEND_TYPE1);
 	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, mig_get(DFD(b)));
 	EXPECT_EQ(RUNNING, mb_runctl_get(b, &c->sr[1]));
-	expect_devmem_zero(_metadata, b, "reopened after a close in RESUMING");
+	mb_expect_vram_zero(_metadata, b, "reopened after a close in RESUMING");
 	mb_expect_reset_regs(_metadata, b, "reopened after a close in RESUMING");
 	EXPECT_EQ(-1, write(rfd, s.p, 64)) TH_LOG("the old data_fd takes data");
 	close(rfd);
@@ -1985,9 +1771,9 @@ TEST_F_TIMEOUT(hostile_dev, data_fd_partial_read_returns_count, 300)
 	munmap(two, 2 * MB_PAGE);
 
 	/* The rest of the stream, read normally. */
-	read_enomsg(_metadata, fd, &s);
+	read_enomsg(_metadata, fd, &s, NULL);
 	set_ok(_metadata, a, VFIO_DEVICE_STATE_STOP_COPY, NULL, false);
-	read_eof(_metadata, fd, &s);
+	read_eof(_metadata, fd, &s, NULL);
 	close(fd);
 	c->fds[0] = -1;
 	TH_LOG("stream: %zu bytes", s.len);
@@ -2001,8 +1787,8 @@ TEST_F_TIMEOUT(hostile_dev, data_fd_partial_read_returns_count, 300)
 	set_ok(_metadata, b, VFIO_DEVICE_STATE_RUNNING, NULL, false);
 	close(rfd);
 	c->fds[1] = -1;
-	va = read_vram(_metadata, a);
-	vb = read_vram(_metadata, b);
+	va = mb_dup_vram(_metadata, a);
+	vb = mb_dup_vram(_metadata, b);
 	EXPECT_EQ(0, memcmp(va, vb, a->mem)) TH_LOG("B's device memory differs from A's");
 	EXPECT_EQ(0x5ca1ab1eULL, mb_rd(_metadata, b, MBLIT_REG_SCRATCH0, 8));
 	free(va);
@@ -2017,27 +1803,6 @@ TEST_F_TIMEOUT(hostile_dev, data_fd_partial_read_returns_count, 300)
  * (At 03d0519 a read cleared dirty bits before allocating the record
  * they went into: a failure there dropped those pages for good.)
  */
-#define FAILSLAB	"/sys/kernel/debug/failslab"
-
-static int nth_write(int fd, unsigned int n)
-{
-	char buf[16];
-	int len = snprintf(buf, sizeof(buf), "%u", n);
-
-	return pwrite(fd, buf, len, 0) == len ? 0 : -errno;
-}
-
-static int nth_read(int fd)
-{
-	char buf[16];
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	return atoi(buf);
-}
-
 TEST_F_TIMEOUT(hostile_dev, failed_precopy_read_loses_no_dirty_page, 300)
 {
 	struct hctx *c = &self->c;
@@ -2060,7 +1825,7 @@ TEST_F_TIMEOUT(hostile_dev, failed_precopy_read_loses_no_dirty_page, 300)
 	}
 	set_ok(_metadata, a, VFIO_DEVICE_STATE_PRE_COPY, &fd, true);
 	c->fds[0] = fd;
-	read_enomsg(_metadata, fd, &s);
+	read_enomsg(_metadata, fd, &s, NULL);
 	/* Dirty pages after the initial pass, one of them rewritten. */
 	for (i = 0; i < 300; i++) {
 		mb_rand_fill(a, page, sizeof(page));
@@ -2079,11 +1844,11 @@ TEST_F_TIMEOUT(hostile_dev, failed_precopy_read_loses_no_dirty_page, 300)
 	buf = malloc(MB_MIB);
 	ASSERT_NE(NULL, buf);
 	for (n = 1; n <= 64; n++) {
-		ASSERT_EQ(0, nth_write(nth, n));
+		ASSERT_EQ(0, fail_nth_set(nth, n));
 		r = read(fd, buf, MB_MIB);
 		ret = r < 0 ? -errno : 0;
-		left = nth_read(nth);
-		nth_write(nth, 0);
+		left = fail_nth_get(nth);
+		fail_nth_set(nth, 0);
 		if (r > 0)
 			ASSERT_EQ(0, mig_buf_append(&s, buf, r));
 		if (left != 0)
@@ -2103,10 +1868,10 @@ TEST_F_TIMEOUT(hostile_dev, failed_precopy_read_loses_no_dirty_page, 300)
 
 	/* The rest, then STOP_COPY: B must hold exactly what A holds. */
 	r = 0;
-	ret = mig_read_stream(fd, &s, NULL, STREAM_MAX, &done);
+	ret = mig_read_stream(fd, &s, NULL, MIG_STREAM_MAX, &done);
 	ASSERT_TRUE(ret == 0 || ret == -ENOMSG) TH_LOG("%s", strerror(-ret));
 	set_ok(_metadata, a, VFIO_DEVICE_STATE_STOP_COPY, NULL, false);
-	read_eof(_metadata, fd, &s);
+	read_eof(_metadata, fd, &s, NULL);
 	close(fd);
 	c->fds[0] = -1;
 
@@ -2119,8 +1884,8 @@ TEST_F_TIMEOUT(hostile_dev, failed_precopy_read_loses_no_dirty_page, 300)
 	set_ok(_metadata, b, VFIO_DEVICE_STATE_RUNNING, NULL, false);
 	close(rfd);
 	c->fds[1] = -1;
-	va = read_vram(_metadata, a);
-	vb = read_vram(_metadata, b);
+	va = mb_dup_vram(_metadata, a);
+	vb = mb_dup_vram(_metadata, b);
 	EXPECT_EQ(0, memcmp(va, vb, a->mem))
 		TH_LOG("B's device memory differs from A's: a dirty page was lost");
 	free(va);

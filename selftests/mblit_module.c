@@ -113,35 +113,9 @@ TEST_F_TIMEOUT(mblit_module, unload_reload, 120)
 
 /* ---- slab fault injection (CONFIG_FAILSLAB, /proc/<tid>/fail-nth) ---- */
 
-#define FAILSLAB	"/sys/kernel/debug/failslab"
 #define MBLIT_DEBUGFS	"/sys/kernel/debug/mblit"
 /* More slab allocations than a load or a create makes. */
 #define FAIL_NTH_MAX	1000
-
-/*
- * fail-nth of this thread: writing N makes the thread's N-th slab
- * allocation from then on fail; reading gives 0 once that happened, the
- * allocations still to go otherwise.  Kept open so that reading and
- * writing it allocates nothing.
- */
-static int fail_nth_set(int fd, unsigned int n)
-{
-	char buf[16];
-	int len = snprintf(buf, sizeof(buf), "%u", n);
-
-	return pwrite(fd, buf, len, 0) == len ? 0 : -errno;
-}
-
-static int fail_nth_get(int fd)
-{
-	char buf[16];
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-
-	if (n <= 0)
-		return n < 0 ? -errno : -EIO;
-	buf[n] = '\0';
-	return atoi(buf);
-}
 
 /*
  * [start, end) of the kernel function @name, from /proc/kallsyms: its

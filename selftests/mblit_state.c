@@ -12,6 +12,7 @@
  */
 #include "kselftest_harness.h"
 #include "mblit_dev.h"
+#include "mblit_state_fmt.h"
 
 #define NDEV		3
 
@@ -75,28 +76,6 @@ static struct mb_dev *open_dev(struct __test_metadata *_metadata,
 
 /* ---- the state format (docs/migration.md §1) --------------------------- */
 
-#define SV_MAGIC	0x5653424dU	/* "MBSV" */
-#define PG_MAGIC	0x4750424dU	/* "MBPG" */
-#define SV_OFF_VERSION	4
-#define SV_OFF_TYPE	8
-#define SV_OFF_COUNT	12
-#define SV_OFF_VRAMSZ	16
-#define SV_OFF_LEN	24
-#define SV_CONFIG_SEC	32
-#define SV_CONFIG	48
-#define SV_REGS_SEC	304
-#define SV_REGS		320
-#define SV_ENGINE_SEC	472
-#define SV_ENGINE	488
-#define SV_IRQ_SEC	504
-#define SV_IRQ		520
-#define SV_VRAM_SEC	528
-#define SV_VRAM_N	544
-#define SV_PAGES	552
-#define SV_ENTRY	4104
-#define SV_LEN(n)	(556 + (uint64_t)(n) * SV_ENTRY)
-#define SV_REG(k)	(SV_REGS + 8 * (k))
-
 /* BAR0 registers in the REGS section's order (regs::REGS). */
 static const struct { uint32_t off; int w; const char *name; } regs[] = {
 	{ MBLIT_REG_ID, 4, "ID" },
@@ -126,61 +105,6 @@ enum { R_ID, R_VERSION, R_CTRL, R_STATUS, R_RING_BASE, R_RING_SIZE,
        R_RING_HEAD, R_RING_TAIL, R_INT_STATUS, R_INT_MASK, R_FENCE_LAST,
        R_CMD_COUNT, R_BYTE_COUNT, R_ERR_INDEX, R_ERR_ADDR, R_SCRATCH0 };
 
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-/* IEEE 802.3 / zlib CRC32 (docs/migration.md §1.3). */
-static uint32_t crc32_le(const uint8_t *p, size_t n)
-{
-	static uint32_t t[256];
-	static bool init;
-	uint32_t c;
-	int i, k;
-
-	if (!init) {
-		for (i = 0; i < 256; i++) {
-			c = i;
-			for (k = 0; k < 8; k++)
-				c = c & 1 ? 0xedb88320U ^ (c >> 1) : c >> 1;
-			t[i] = c;
-		}
-		init = true;
-	}
-	c = 0xffffffffU;
-	while (n--)
-		c = t[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return ~c;
-}
-
-/* Recompute a record's CRC trailer, so a patch reaches the check it means. */
-static void fix_crc(uint8_t *b, size_t len)
-{
-	put32(b + len - 4, crc32_le(b, len - 4));
-}
-
 static uint64_t blob_pages(const uint8_t *b)
 {
 	return get64(b + SV_VRAM_N);
@@ -199,16 +123,6 @@ static void read_config(struct __test_metadata *_metadata, struct mb_dev *d,
 			uint8_t *cfg)
 {
 	MB_ACC_OK(d, &d->cfg, false, 0, cfg, MBLIT_CONFIG_SIZE);
-}
-
-/* All of device memory, through BAR2. */
-static uint8_t *read_vram(struct __test_metadata *_metadata, struct mb_dev *d)
-{
-	uint8_t *m = malloc(d->mem);
-
-	ASSERT_NE(NULL, m);
-	mb_bar2_rd(_metadata, d, 0, m, d->mem);
-	return m;
 }
 
 /*
@@ -253,7 +167,7 @@ static void check_blob(struct __test_metadata *_metadata, struct mb_dev *d,
 	for (i = 0; i < NREGS; i++)
 		EXPECT_EQ(v[i], get64(b + SV_REG(i))) TH_LOG("REGS %s", RNAME(i));
 
-	vram = read_vram(_metadata, d);
+	vram = mb_dup_vram(_metadata, d);
 	carried = calloc(1, d->mem / MB_PAGE);
 	ASSERT_NE(NULL, carried);
 	for (k = 0; k < n; k++) {
@@ -424,7 +338,7 @@ static void take_sample(struct __test_metadata *_metadata, struct mb_dev *d,
 	s->g = malloc(MB_BUF_SIZE);
 	ASSERT_NE(NULL, s->g);
 	memcpy(s->g, d->buf, MB_BUF_SIZE);
-	s->m = read_vram(_metadata, d);
+	s->m = mb_dup_vram(_metadata, d);
 	s->head = RD32(MBLIT_REG_RING_HEAD);
 	s->cmds = RD64(MBLIT_REG_CMD_COUNT);
 	s->bytes = RD64(MBLIT_REG_BYTE_COUNT);
@@ -635,7 +549,7 @@ static void ref_take(struct __test_metadata *_metadata, struct mb_dev *d,
 	r->g = malloc(MB_BUF_SIZE);
 	ASSERT_NE(NULL, r->g);
 	memcpy(r->g, d->buf, MB_BUF_SIZE);
-	r->m = read_vram(_metadata, d);
+	r->m = mb_dup_vram(_metadata, d);
 	read_config(_metadata, d, r->cfg);
 	read_regs(_metadata, d, r->regs);
 }
@@ -1281,12 +1195,12 @@ TEST_F_TIMEOUT(state, rejected_restores, 900)
 	state_write(_metadata, d, dsr, B, blen);
 	ASSERT_EQ(0, mb_runctl_set(d, dsr, RUNNING));
 	EXPECT_EQ(RUNNING, mb_runctl_get(d, dsr));
-	sm = read_vram(_metadata, src);
+	sm = mb_dup_vram(_metadata, src);
 	read_regs(_metadata, src, sv);
 	read_regs(_metadata, d, dv);
 	for (i = 0; i < NREGS; i++)
 		EXPECT_EQ(sv[i], dv[i]) TH_LOG("restored %s", RNAME(i));
-	dm = read_vram(_metadata, d);
+	dm = mb_dup_vram(_metadata, d);
 	EXPECT_EQ(0, memcmp(sm, dm, d->mem)) TH_LOG("restored device memory");
 	free(sm);
 	free(dm);

@@ -125,7 +125,11 @@
 #include <linux/userfaultfd.h>
 
 #include "kselftest_harness.h"
+#include "dirty_log.h"
+#include "held_access.h"
+#include "mblit_cfg.h"
 #include "mblit_dev.h"
+#include "mblit_state_fmt.h"
 #include "mig_v2.h"
 
 #define STRESS_SECS_DEFAULT	45
@@ -399,8 +403,7 @@ static void stats_print(const struct stats *st, const char *what)
 
 static pthread_mutex_t g_log_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logmsg(const char *fmt, ...)
+static __printf(1, 2) void logmsg(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -426,47 +429,7 @@ static const char *err_str(long ret)
 	return buf;
 }
 
-/* ---- CRC32 and the v2 stream's framing ------------------------------------- */
-
-static uint32_t crc_table[8][256];
-
-static void crc_init(void)
-{
-	uint32_t c;
-	int i, k;
-
-	for (i = 0; i < 256; i++) {
-		c = i;
-		for (k = 0; k < 8; k++)
-			c = c & 1 ? 0xedb88320U ^ (c >> 1) : c >> 1;
-		crc_table[0][i] = c;
-	}
-	for (i = 0; i < 256; i++)
-		for (k = 1; k < 8; k++)
-			crc_table[k][i] = (crc_table[k - 1][i] >> 8) ^
-					  crc_table[0][crc_table[k - 1][i] & 0xff];
-}
-
-/* IEEE 802.3 / zlib CRC32, slicing by 8 (streams are megabytes). */
-static uint32_t crc32_buf(const uint8_t *p, size_t n)
-{
-	uint32_t c = 0xffffffffU, lo, hi;
-
-	while (n >= 8) {
-		memcpy(&lo, p, 4);
-		memcpy(&hi, p + 4, 4);
-		lo ^= c;
-		c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-		    crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
-		    crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
-		    crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
-		p += 8;
-		n -= 8;
-	}
-	while (n--)
-		c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
-	return ~c;
-}
+/* ---- the v2 stream's framing ----------------------------------------------- */
 
 /*
  * Check the records of a v2 stream (or a DEVICE_STATE snapshot) in
@@ -516,7 +479,7 @@ static long stream_check(const uint8_t *p, size_t len, size_t from,
 		if (total > len - off)
 			break;
 		memcpy(&crc, h + total - 4, 4);
-		got = crc32_buf(h, total - 4);
+		got = crc32_le(h, total - 4);
 		if (crc != got) {
 			snprintf(msg, ml, "record at %zu (%s, %llu bytes): CRC %#x, computed %#x",
 				 off, magic == REC_DEV_MAGIC ? "device" : "pages",
@@ -649,25 +612,22 @@ static int s_map(struct sdev *s, void *va, uint64_t iova, uint64_t len)
 {
 	struct vfio_mdev *v = &s->d.v;
 
-	if (v->backend == VFIO_BACKEND_TYPE1) {
-		struct vfio_iommu_type1_dma_map m = {
-			.argsz = sizeof(m),
-			.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
-			.vaddr = (uintptr_t)va, .iova = iova, .size = len,
-		};
+	struct vfio_iommu_type1_dma_map t1 = {
+		.argsz = sizeof(t1),
+		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (uintptr_t)va, .iova = iova, .size = len,
+	};
+	struct iommu_ioas_map ioas = {
+		.size = sizeof(ioas),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA |
+			 IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = v->ioas_id, .user_va = (uintptr_t)va,
+		.length = len, .iova = iova,
+	};
 
-		return ioctl(v->container_fd, VFIO_IOMMU_MAP_DMA, &m) ? -errno : 0;
-	} else {
-		struct iommu_ioas_map m = {
-			.size = sizeof(m),
-			.flags = IOMMU_IOAS_MAP_FIXED_IOVA |
-				 IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
-			.ioas_id = v->ioas_id, .user_va = (uintptr_t)va,
-			.length = len, .iova = iova,
-		};
-
-		return ioctl(v->iommufd, IOMMU_IOAS_MAP, &m) ? -errno : 0;
-	}
+	if (v->backend == VFIO_BACKEND_TYPE1)
+		return ioctl(v->container_fd, VFIO_IOMMU_MAP_DMA, &t1) ? -errno : 0;
+	return ioctl(v->iommufd, IOMMU_IOAS_MAP, &ioas) ? -errno : 0;
 }
 
 /* UNMAP_DMA / IOAS_UNMAP: 0 or -errno, the bytes unmapped in *done. */
@@ -699,44 +659,17 @@ static int s_unmap(struct sdev *s, uint64_t iova, uint64_t len, uint64_t *done)
 static int s_unmap_all(struct sdev *s)
 {
 	struct vfio_mdev *v = &s->d.v;
+	struct vfio_iommu_type1_dma_unmap t1 = {
+		.argsz = sizeof(t1), .flags = VFIO_DMA_UNMAP_FLAG_ALL,
+	};
+	struct iommu_ioas_unmap ioas = {
+		.size = sizeof(ioas), .ioas_id = v->ioas_id,
+		.iova = 0, .length = UINT64_MAX,
+	};
 
-	if (v->backend == VFIO_BACKEND_TYPE1) {
-		struct vfio_iommu_type1_dma_unmap u = {
-			.argsz = sizeof(u), .flags = VFIO_DMA_UNMAP_FLAG_ALL,
-		};
-
-		return ioctl(v->container_fd, VFIO_IOMMU_UNMAP_DMA, &u) ? -errno : 0;
-	} else {
-		struct iommu_ioas_unmap u = {
-			.size = sizeof(u), .ioas_id = v->ioas_id,
-			.iova = 0, .length = UINT64_MAX,
-		};
-
-		return ioctl(v->iommufd, IOMMU_IOAS_UNMAP, &u) ? -errno : 0;
-	}
-}
-
-/* type1 unmap that also returns the range's dirty bitmap: -errno. */
-static int s_unmap_dirty(struct sdev *s, uint64_t iova, uint64_t len,
-			 uint64_t *bm, size_t bm_bytes, uint64_t *done)
-{
-	struct {
-		struct vfio_iommu_type1_dma_unmap u;
-		struct vfio_bitmap b;
-	} __attribute__((packed)) a;
-	int ret;
-
-	memset(&a, 0, sizeof(a));
-	a.u.argsz = sizeof(a);
-	a.u.flags = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
-	a.u.iova = iova;
-	a.u.size = len;
-	a.b.pgsize = MB_PAGE;
-	a.b.size = bm_bytes;
-	a.b.data = (void *)bm;
-	ret = ioctl(s->d.v.container_fd, VFIO_IOMMU_UNMAP_DMA, &a) ? -errno : 0;
-	*done = a.u.size;
-	return ret;
+	if (v->backend == VFIO_BACKEND_TYPE1)
+		return ioctl(v->container_fd, VFIO_IOMMU_UNMAP_DMA, &t1) ? -errno : 0;
+	return ioctl(v->iommufd, IOMMU_IOAS_UNMAP, &ioas) ? -errno : 0;
 }
 
 /* Where mapping @bit lives: chunk i of the guest buffer, or the extra ring. */
@@ -758,14 +691,7 @@ static void map_range(struct sdev *s, unsigned int bit, uint8_t **va,
 static long racc(struct sdev *s, const struct vfio_region_info *r, bool wr,
 		 uint64_t off, void *buf, size_t len)
 {
-	ssize_t n;
-
-	errno = 0;
-	if (wr)
-		n = pwrite(DFD(s), buf, len, (off_t)(r->offset + off));
-	else
-		n = pread(DFD(s), buf, len, (off_t)(r->offset + off));
-	return n < 0 ? -errno : n;
+	return mb_acc(&s->d, r, wr, off, buf, len);
 }
 
 static long rd_reg(struct sdev *s, uint32_t off, int w, uint64_t *v)
@@ -976,7 +902,7 @@ static const struct reg {
 	{ MBLIT_REG_SCRATCH2, 8, WALL, "SCRATCH2" },
 	{ MBLIT_REG_SCRATCH3, 8, WALL, "SCRATCH3" },
 };
-#define NREGS	(sizeof(regmap) / sizeof(regmap[0]))
+#define NREGS	ARRAY_SIZE(regmap)
 
 /* docs/device.md §5 "Access rules": the register, or NULL (EINVAL). */
 static const struct reg *bar0_decode(uint64_t off, size_t w)
@@ -1021,51 +947,31 @@ static void rand_bar0(struct rng *r, uint64_t *off, size_t *w)
 		*off = below(r, MBLIT_BAR0_SIZE + 16);
 }
 
-/* Config space at reset (docs/device.md §4) and its writable bits. */
-static void put16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
-static void put32(uint8_t *p, uint32_t v) { put16(p, v); put16(p + 2, v >> 16); }
-
-static void cfg_reset_image(uint8_t img[MBLIT_CONFIG_SIZE], uint64_t mem)
-{
-	memset(img, 0, MBLIT_CONFIG_SIZE);
-	put16(img + PCI_VENDOR_ID, MBLIT_VENDOR_ID);
-	put16(img + PCI_DEVICE_ID, MBLIT_DEVICE_ID);
-	put16(img + PCI_STATUS, PCI_STATUS_CAP_LIST);
-	img[PCI_REVISION_ID] = MBLIT_REVISION;
-	img[PCI_CLASS_PROG] = MBLIT_CLASS_CODE & 0xff;
-	img[PCI_CLASS_DEVICE] = (MBLIT_CLASS_CODE >> 8) & 0xff;
-	img[PCI_CLASS_DEVICE + 1] = MBLIT_CLASS_CODE >> 16;
-	put32(img + PCI_BASE_ADDRESS_2, PCI_BASE_ADDRESS_MEM_TYPE_64 |
-					PCI_BASE_ADDRESS_MEM_PREFETCH);
-	put16(img + PCI_SUBSYSTEM_VENDOR_ID, MBLIT_SUBSYS_VENDOR_ID);
-	put16(img + PCI_SUBSYSTEM_ID, mem / MB_MIB);
-	img[PCI_CAPABILITY_LIST] = MBLIT_MSI_CAP_OFFSET;
-	img[PCI_INTERRUPT_PIN] = 1;
-	img[MBLIT_MSI_CAP_OFFSET + PCI_CAP_LIST_ID] = PCI_CAP_ID_MSI;
-	put16(img + MBLIT_MSI_CAP_OFFSET + PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT);
-}
-
-static void cfg_wmask(uint8_t m[MBLIT_CONFIG_SIZE], uint64_t mem)
-{
-	const uint8_t msi = MBLIT_MSI_CAP_OFFSET;
-
-	memset(m, 0, MBLIT_CONFIG_SIZE);
-	put16(m + PCI_COMMAND, 0x0406);
-	m[PCI_CACHE_LINE_SIZE] = 0xff;
-	put32(m + PCI_BASE_ADDRESS_0, 0xfffff000);
-	put32(m + PCI_BASE_ADDRESS_2, (uint32_t)~(mem - 1) & 0xfffffff0);
-	put32(m + PCI_BASE_ADDRESS_3, (uint32_t)(~(mem - 1) >> 32));
-	m[PCI_INTERRUPT_LINE] = 0xff;
-	put16(m + msi + PCI_MSI_FLAGS, 0x0001);
-	put32(m + msi + PCI_MSI_ADDRESS_LO, 0xfffffffc);
-	put32(m + msi + PCI_MSI_ADDRESS_HI, 0xffffffff);
-	put16(m + msi + PCI_MSI_DATA_64, 0xffff);
-}
-
 /* The bytes of config space the device owns (status bit 3). */
 static uint8_t cfg_volatile(unsigned int i)
 {
 	return i == PCI_STATUS ? PCI_STATUS_INTERRUPT : 0;
+}
+
+/* A config space access length: mostly 1, 2 or 4, sometimes out of range. */
+static size_t rand_cfg_len(struct rng *r)
+{
+	static const size_t bad_len[] = { 0, 257, 300 };
+
+	switch (below(r, 6)) {
+	case 0:
+		return 1;
+	case 1:
+		return 2;
+	case 2:
+		return 4;
+	case 3:
+		return between(r, 1, MBLIT_CONFIG_SIZE);
+	case 4:
+		return bad_len[below(r, ARRAY_SIZE(bad_len))];
+	default:
+		return between(r, 1, 8);
+	}
 }
 
 /* ---- descriptors ----------------------------------------------------------- */
@@ -1199,90 +1105,6 @@ static struct mblit_desc bad_desc(struct rng *r, uint64_t mem)
 	return x;
 }
 
-/* ---- DMA logging and type1 dirty tracking ------------------------------------ */
-
-/* VFIO_DEVICE_FEATURE with @len bytes of payload, argsz as given: -errno. */
-static int feature(int fd, uint32_t argsz, uint32_t flags, void *data,
-		   size_t len)
-{
-	struct vfio_device_feature *f;
-	int ret;
-
-	f = calloc(1, sizeof(*f) + len + 64);
-	if (!f)
-		return -ENOMEM;
-	f->argsz = argsz;
-	f->flags = flags;
-	if (len)
-		memcpy(f->data, data, len);
-	ret = ioctl(fd, VFIO_DEVICE_FEATURE, f) ? -errno : 0;
-	if (!ret && len)
-		memcpy(data, f->data, len);
-	free(f);
-	return ret;
-}
-
-static int dl_start(struct sdev *s,
-		    const struct vfio_device_feature_dma_logging_range *r,
-		    uint32_t n, uint64_t page_size)
-{
-	struct vfio_device_feature_dma_logging_control c = {
-		.page_size = page_size, .num_ranges = n, .ranges = (uintptr_t)r,
-	};
-
-	return feature(DFD(s), sizeof(struct vfio_device_feature) + sizeof(c),
-		       VFIO_DEVICE_FEATURE_SET |
-		       VFIO_DEVICE_FEATURE_DMA_LOGGING_START, &c, sizeof(c));
-}
-
-static int dl_stop(struct sdev *s)
-{
-	return feature(DFD(s), sizeof(struct vfio_device_feature),
-		       VFIO_DEVICE_FEATURE_SET |
-		       VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, NULL, 0);
-}
-
-static int dl_report(struct sdev *s, uint64_t iova, uint64_t len,
-		     uint64_t page_size, void *bm)
-{
-	struct vfio_device_feature_dma_logging_report r = {
-		.iova = iova, .length = len, .page_size = page_size,
-		.bitmap = (uintptr_t)bm,
-	};
-
-	return feature(DFD(s), sizeof(struct vfio_device_feature) + sizeof(r),
-		       VFIO_DEVICE_FEATURE_GET |
-		       VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, &r, sizeof(r));
-}
-
-static int t1_dirty(struct sdev *s, uint32_t flag)
-{
-	struct vfio_iommu_type1_dirty_bitmap db = {
-		.argsz = sizeof(db), .flags = flag,
-	};
-
-	return ioctl(s->d.v.container_fd, VFIO_IOMMU_DIRTY_PAGES, &db) ? -errno : 0;
-}
-
-static int t1_get_bitmap(struct sdev *s, uint64_t iova, uint64_t size,
-			 uint64_t *bm, size_t bm_bytes)
-{
-	struct {
-		struct vfio_iommu_type1_dirty_bitmap db;
-		struct vfio_iommu_type1_dirty_bitmap_get get;
-	} __attribute__((packed)) a;
-
-	memset(&a, 0, sizeof(a));
-	a.db.argsz = sizeof(a);
-	a.db.flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
-	a.get.iova = iova;
-	a.get.size = size;
-	a.get.bitmap.pgsize = MB_PAGE;
-	a.get.bitmap.size = bm_bytes;
-	a.get.bitmap.data = (void *)bm;
-	return ioctl(s->d.v.container_fd, VFIO_IOMMU_DIRTY_PAGES, &a) ? -errno : 0;
-}
-
 /* ---- helpers for the main thread ---------------------------------------------- */
 
 static uint64_t mem_available(void)
@@ -1342,9 +1164,9 @@ static void verify_device(struct __test_metadata *_metadata, struct sdev *s,
 				 s->name, err_str(ret));
 	EXPECT_EQ(RUNNING, mb_runctl_get(d, &s->sr))
 		TH_LOG("%s: %s run-control after a reset", what, s->name);
-	EXPECT_EQ(0, dl_stop(s));
+	EXPECT_EQ(0, dl_stop(d));
 	if (d->v.backend == VFIO_BACKEND_TYPE1)
-		EXPECT_EQ(0, t1_dirty(s, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+		EXPECT_EQ(0, t1_dirty(d, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
 	EXPECT_EQ(0, mb_set_irqs(d, VFIO_IRQ_SET_DATA_NONE |
 				 VFIO_IRQ_SET_ACTION_TRIGGER,
 				 VFIO_PCI_MSI_IRQ_INDEX, 0, 0, NULL, 0));
@@ -1408,9 +1230,11 @@ static void verify_device(struct __test_metadata *_metadata, struct sdev *s,
 	mb_engine_reset(_metadata, d);
 }
 
-/* =========================================================================
+/*
+ * =========================================================================
  * stress.concurrent_surface
- * ========================================================================= */
+ * =========================================================================
+ */
 
 enum {
 	OP_DOORBELL, OP_BAR0, OP_BAR2, OP_CFG, OP_RESET, OP_IRQS, OP_MAP,
@@ -1479,9 +1303,8 @@ static bool stopping(void)
 	return __atomic_load_n(&S.stop, __ATOMIC_ACQUIRE);
 }
 
-static void wop(struct worker *w, int op, struct sdev *s, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static void wop(struct worker *w, int op, struct sdev *s, const char *fmt, ...)
+static __printf(4, 5) void wop(struct worker *w, int op, struct sdev *s,
+				const char *fmt, ...)
 {
 	va_list ap;
 	int n = 0;
@@ -1496,9 +1319,7 @@ static void wop(struct worker *w, int op, struct sdev *s, const char *fmt, ...)
 	beat(w);
 }
 
-static void wfail(struct worker *w, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void wfail(struct worker *w, const char *fmt, ...)
+static __printf(2, 3) void wfail(struct worker *w, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -1516,10 +1337,8 @@ static void wfail(struct worker *w, const char *fmt, ...)
  * Count a call's result; false (and the run fails) if it is an errno
  * not in @allowed.
  */
-static bool check(struct worker *w, long ret, const int *allowed,
-		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static bool check(struct worker *w, long ret, const int *allowed,
-		  const char *fmt, ...)
+static __printf(4, 5) bool check(struct worker *w, long ret,
+				 const int *allowed, const char *fmt, ...)
 {
 	char what[256], list[128];
 	va_list ap;
@@ -1584,6 +1403,7 @@ static uint8_t *wbuf(struct worker *w, bool fault, size_t k)
 
 static void op_doorbell(struct worker *w, struct sdev *s)
 {
+	static const uint32_t bad_size[] = { 0, 3, 5000, 8192 };
 	struct rng *r = &w->r;
 	struct mb_dev *d = &s->d;
 	uint64_t ctrl, st, tail, head, iova, end;
@@ -1616,7 +1436,7 @@ static void op_doorbell(struct worker *w, struct sdev *s)
 			size = 1u << below(r, 12);
 		}
 		if (pct(r, 4))
-			size = (uint32_t[]){ 0, 3, 5000, 8192 }[below(r, 4)];
+			size = bad_size[below(r, ARRAY_SIZE(bad_size))];
 		wop(w, OP_DOORBELL, s, "program a ring of %u at %#llx", size,
 		    (unsigned long long)iova);
 		ret = wr_reg(s, MBLIT_REG_CTRL, 4, MBLIT_CTRL_RESET);
@@ -1814,14 +1634,7 @@ static void op_cfg(struct worker *w, struct sdev *s)
 
 	if (!enter(s))
 		return;
-	switch (below(r, 6)) {
-	case 0: len = 1; break;
-	case 1: len = 2; break;
-	case 2: len = 4; break;
-	case 3: len = between(r, 1, 256); break;
-	case 4: len = (size_t[]){ 0, 257, 300 }[below(r, 3)]; break;
-	default: len = between(r, 1, 8); break;
-	}
+	len = rand_cfg_len(r);
 	if (off == 263)
 		off = 256 - len;	/* ends at the last byte (or wraps: invalid) */
 	valid = len >= 1 && len <= MBLIT_CONFIG_SIZE && off + len <= MBLIT_CONFIG_SIZE;
@@ -2018,8 +1831,8 @@ static void op_map(struct worker *w, struct sdev *s)
 		    dirty ? " with GET_DIRTY_BITMAP" : "");
 		if (dirty) {
 			/* EINVAL when the container is not tracking. */
-			ret = s_unmap_dirty(s, iova, len, (uint64_t *)w->big,
-					    (len / MB_PAGE + 63) / 64 * 8, &done);
+			ret = t1_unmap_bitmap(&s->d, iova, len, (uint64_t *)w->big,
+					      (len / MB_PAGE + 63) / 64 * 8, &done);
 			if (ret == -EINVAL) {
 				stat_add(&S.st, w->op, B_EINVAL);
 				goto unlock;
@@ -2090,9 +1903,10 @@ static int mig_set_locked(struct worker *w, struct sdev *s, uint32_t target,
 
 static void op_mig_set(struct worker *w, struct sdev *s)
 {
+	static const uint32_t bad_target[] = { 8, 0xff, 0xffffffff };
 	struct rng *r = &w->r;
-	uint32_t target = pct(r, 4) ? (uint32_t[]){ 8, 0xff, 0xffffffff }[below(r, 3)] :
-			  mig_targets[below(r, sizeof(mig_targets) / sizeof(mig_targets[0]))];
+	uint32_t target = pct(r, 4) ? bad_target[below(r, ARRAY_SIZE(bad_target))] :
+			  mig_targets[below(r, ARRAY_SIZE(mig_targets))];
 
 	if (!enter(s))
 		return;
@@ -2175,6 +1989,9 @@ static void op_mig_read(struct worker *w, struct sdev *s)
 
 static void op_mig_write(struct worker *w, struct sdev *s)
 {
+	static const char *const variant_name[] = {
+		"stream", "stream piece", "corrupted stream", "garbage",
+	};
 	struct rng *r = &w->r;
 	struct blob *src;
 	bool stale = false, fault = pct(r, 10);
@@ -2227,8 +2044,7 @@ static void op_mig_write(struct worker *w, struct sdev *s)
 		fault = false;
 	}
 	wop(w, OP_MIG_WRITE, s, "write %zu bytes (%s) to %s %s data_fd, buffer faults after %zd",
-	    len, (const char *[]){ "stream", "stream piece", "corrupted stream",
-				   "garbage" }[variant],
+	    len, variant_name[variant],
 	    stale ? "an ended" : "the current",
 	    kind == FD_SAVE ? "save" : "resume", fault ? (ssize_t)k : (ssize_t)-1);
 	n = write(fd, buf, len);
@@ -2395,6 +2211,9 @@ static void op_mig_info(struct worker *w, struct sdev *s)
 
 /* ---- the DEVICE_STATE region -------------------------------------------------- */
 
+/* Run-control values the device refuses. */
+static const uint8_t bad_runctl[] = { 0, 3, 0x81, 0xff };
+
 static void op_runctl(struct worker *w, struct sdev *s)
 {
 	struct rng *r = &w->r;
@@ -2418,7 +2237,7 @@ static void op_runctl(struct worker *w, struct sdev *s)
 		break;
 	default:
 		if (pct(r, 50)) {
-			v = (uint8_t[]){ 0, 3, 0x81, 0xff }[below(r, 4)];
+			v = bad_runctl[below(r, ARRAY_SIZE(bad_runctl))];
 			wop(w, OP_RUNCTL, s, "write %#x", v);
 			ret = mb_runctl_set(&s->d, &s->sr, v);
 			check_is(w, ret, EINVAL, "run-control invalid value");
@@ -2523,6 +2342,7 @@ out:
 /* Accesses anywhere in the DEVICE_STATE region, valid or not. */
 static void op_state_area(struct worker *w, struct sdev *s)
 {
+	static const uint8_t runctl_value[] = { RUNNING, STOPPED, 0, 7 };
 	struct rng *r = &w->r;
 	uint64_t R = s->sr.size, off;
 	size_t len;
@@ -2533,20 +2353,44 @@ static void op_state_area(struct worker *w, struct sdev *s)
 	if (!enter(s))
 		return;
 	switch (below(r, 8)) {
-	case 0: off = 0; len = 1; break;
-	case 1: off = 0; len = between(r, 2, 16); break;
-	case 2: off = between(r, 1, 0xff0); len = between(r, 1, 0x1000 - off); break;
-	case 3: off = between(r, 0xf00, 0xfff); len = between(r, 0x1000 - off + 1, 0x200); break;
-	case 4: off = AREA + below(r, 65536); len = between(r, 1, 65536); break;
-	case 5: off = R - below(r, 4); len = between(r, 1, 8); break;
-	case 6: off = AREA + below(r, R - AREA); len = 0; break;
-	default: off = AREA; len = between(r, 1, 4096); break;
+	case 0:
+		off = 0;
+		len = 1;
+		break;
+	case 1:
+		off = 0;
+		len = between(r, 2, 16);
+		break;
+	case 2:
+		off = between(r, 1, 0xff0);
+		len = between(r, 1, 0x1000 - off);
+		break;
+	case 3:
+		off = between(r, 0xf00, 0xfff);
+		len = between(r, 0x1000 - off + 1, 0x200);
+		break;
+	case 4:
+		off = AREA + below(r, 65536);
+		len = between(r, 1, 65536);
+		break;
+	case 5:
+		off = R - below(r, 4);
+		len = between(r, 1, 8);
+		break;
+	case 6:
+		off = AREA + below(r, R - AREA);
+		len = 0;
+		break;
+	default:
+		off = AREA;
+		len = between(r, 1, 4096);
+		break;
 	}
 	valid = len && off + len <= R &&
 		(off ? (off + len <= AREA || off >= AREA) : len == 1);
 	rnd_fill(r, buf, len < 4096 ? len : 4096);
 	if (off == 0 && len == 1 && wr)
-		buf[0] = (uint8_t[]){ RUNNING, STOPPED, 0, 7 }[below(r, 4)];
+		buf[0] = runctl_value[below(r, ARRAY_SIZE(runctl_value))];
 	wop(w, OP_STATE_AREA, s, "%s %zu bytes at DEVICE_STATE+%#llx",
 	    wr ? "write" : "read", len, (unsigned long long)off);
 	ret = racc(s, &s->sr, wr, off, buf, len);
@@ -2584,7 +2428,7 @@ static void op_dma_log(struct worker *w, struct sdev *s)
 			rg[i].length = CHUNK;
 		}
 		wop(w, OP_DMA_LOG, s, "START %u chunk ranges from chunk %u", n, c);
-		ret = dl_start(s, rg, n, MB_PAGE);
+		ret = dl_start(&s->d, rg, n, MB_PAGE);
 		check(w, ret, E(EBUSY, ENOMEM), "DMA_LOGGING_START");
 	} else if (k < 45) {
 		rg[0] = (struct vfio_device_feature_dma_logging_range){ G_LO, 0x3000 };
@@ -2592,28 +2436,28 @@ static void op_dma_log(struct worker *w, struct sdev *s)
 		switch (below(r, 6)) {
 		case 0:
 			wop(w, OP_DMA_LOG, s, "START with no ranges");
-			check_is(w, dl_start(s, rg, 0, MB_PAGE), EINVAL, "START, no ranges");
+			check_is(w, dl_start(&s->d, rg, 0, MB_PAGE), EINVAL, "START, no ranges");
 			break;
 		case 1:
 			wop(w, OP_DMA_LOG, s, "START overlapping ranges");
-			check_is(w, dl_start(s, rg, 2, MB_PAGE), EINVAL, "START overlapping");
+			check_is(w, dl_start(&s->d, rg, 2, MB_PAGE), EINVAL, "START overlapping");
 			break;
 		case 2:
 			rg[0].iova = G_LO + 0x800;
 			wop(w, OP_DMA_LOG, s, "START unaligned");
-			check_is(w, dl_start(s, rg, 1, MB_PAGE), EINVAL, "START unaligned");
+			check_is(w, dl_start(&s->d, rg, 1, MB_PAGE), EINVAL, "START unaligned");
 			break;
 		case 3:
 			rg[0] = (struct vfio_device_feature_dma_logging_range){
 				0xfffffffffffff000ULL, 0x2000 };
 			wop(w, OP_DMA_LOG, s, "START overflowing");
-			check_is(w, dl_start(s, rg, 1, MB_PAGE), EOVERFLOW, "START overflow");
+			check_is(w, dl_start(&s->d, rg, 1, MB_PAGE), EOVERFLOW, "START overflow");
 			break;
 		case 4:
 			rg[0] = (struct vfio_device_feature_dma_logging_range){
 				0, (1ULL << 40) + MB_PAGE };
 			wop(w, OP_DMA_LOG, s, "START 2^28 + 1 pages");
-			ret = dl_start(s, rg, 1, MB_PAGE);
+			ret = dl_start(&s->d, rg, 1, MB_PAGE);
 			if (!ret)
 				wfail(w, "START of 2^28 + 1 pages succeeded");
 			else
@@ -2624,20 +2468,20 @@ static void op_dma_log(struct worker *w, struct sdev *s)
 				rg[i] = (struct vfio_device_feature_dma_logging_range){
 					MB_IOVA + 2 * i * MB_PAGE, MB_PAGE };
 			wop(w, OP_DMA_LOG, s, "START 257 ranges");
-			check_is(w, dl_start(s, rg, 257, MB_PAGE), E2BIG, "START 257 ranges");
+			check_is(w, dl_start(&s->d, rg, 257, MB_PAGE), E2BIG, "START 257 ranges");
 			break;
 		}
 	} else if (k < 75) {
 		wop(w, OP_DMA_LOG, s, "REPORT the guest buffer");
-		ret = dl_report(s, MB_IOVA, MB_BUF_SIZE, MB_PAGE, bm);
+		ret = dl_report(&s->d, MB_IOVA, MB_BUF_SIZE, MB_PAGE, bm);
 		check(w, ret, E(EINVAL), "DMA_LOGGING_REPORT");
 	} else if (k < 80) {
 		wop(w, OP_DMA_LOG, s, "REPORT with page size 2048");
-		check_is(w, dl_report(s, MB_IOVA, MB_BUF_SIZE, 2048, bm), EINVAL,
+		check_is(w, dl_report(&s->d, MB_IOVA, MB_BUF_SIZE, 2048, bm), EINVAL,
 			 "REPORT page size 2048");
 	} else {
 		wop(w, OP_DMA_LOG, s, "STOP");
-		check_is(w, dl_stop(s), 0, "DMA_LOGGING_STOP");
+		check_is(w, dl_stop(&s->d), 0, "DMA_LOGGING_STOP");
 	}
 	leave(s);
 }
@@ -2656,16 +2500,16 @@ static void op_t1_dirty(struct worker *w, struct sdev *s)
 	}
 	if (k == 0) {
 		wop(w, OP_T1_DIRTY, s, "DIRTY_PAGES START");
-		ret = t1_dirty(s, VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
+		ret = t1_dirty(&s->d, VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
 		check(w, ret, E(ENOMEM), "DIRTY_PAGES START");
 	} else if (k == 1) {
 		wop(w, OP_T1_DIRTY, s, "DIRTY_PAGES GET_BITMAP");
-		ret = t1_get_bitmap(s, MB_IOVA, MB_BUF_SIZE, (uint64_t *)w->big,
+		ret = t1_get_bitmap(&s->d, MB_IOVA, MB_BUF_SIZE, (uint64_t *)w->big,
 				    MB_BUF_SIZE / MB_PAGE / 8);
 		check(w, ret, E(EINVAL), "DIRTY_PAGES GET_BITMAP");
 	} else {
 		wop(w, OP_T1_DIRTY, s, "DIRTY_PAGES STOP");
-		ret = t1_dirty(s, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP);
+		ret = t1_dirty(&s->d, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP);
 		check_is(w, ret, 0, "DIRTY_PAGES STOP");
 	}
 	leave(s);
@@ -2747,33 +2591,6 @@ static void op_info(struct worker *w, struct sdev *s)
 
 /* ---- an access held in its user copy (userfaultfd) -------------------------- */
 
-struct held {
-	int fd;
-	bool wr, positional;
-	void *buf;
-	size_t len;
-	off_t off;
-	long ret;
-	int done;
-	pthread_t th;
-};
-
-static void *held_fn(void *arg)
-{
-	struct held *h = arg;
-	ssize_t n;
-
-	if (h->positional)
-		n = h->wr ? pwrite(h->fd, h->buf, h->len, h->off) :
-			    pread(h->fd, h->buf, h->len, h->off);
-	else
-		n = h->wr ? write(h->fd, h->buf, h->len) :
-			    read(h->fd, h->buf, h->len);
-	h->ret = n < 0 ? -errno : n;
-	__atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
-	return NULL;
-}
-
 /*
  * One access whose user buffer is missing pages (userfaultfd): another
  * thread makes it, this one waits until it is inside the copy, lets the
@@ -2790,6 +2607,7 @@ static void op_uffd(struct worker *w, struct sdev *s)
 	bool stale = false, started = false, entered;
 	uint8_t *area = MAP_FAILED;
 	uint64_t end;
+	long ret;
 	static const int a_none[] = { 0 }, a_busy[] = { EBUSY, 0 },
 		a_stale[] = { ENODEV, 0 }, a_res[] = { EINVAL, ENODEV, ENOMEM, 0 },
 		a_save[] = { ENOMSG, EBUSY, ENODEV, ENOMEM, 0 };
@@ -2819,18 +2637,18 @@ static void op_uffd(struct worker *w, struct sdev *s)
 		allowed = a_none;
 		break;
 	case 1:
-		h.wr = true;
+		h.write = true;
 		h.off = s->d.bar2.offset + below(r, s->d.mem - alen + 1);
 		allowed = a_busy;
 		break;
 	case 2:
-		h.wr = true;
+		h.write = true;
 		h.len = 8;
 		h.off = s->d.bar0.offset + MBLIT_REG_SCRATCH0 + 8 * below(r, 4);
 		allowed = a_busy;
 		break;
 	case 3:
-		h.wr = pct(r, 50);
+		h.write = pct(r, 50);
 		h.len = between(r, 1, MBLIT_CONFIG_SIZE);
 		h.off = s->d.cfg.offset + below(r, MBLIT_CONFIG_SIZE - h.len + 1);
 		allowed = a_none;
@@ -2843,13 +2661,13 @@ static void op_uffd(struct worker *w, struct sdev *s)
 		leave(s);
 		entered = false;
 		h.positional = false;
-		h.wr = kind == FD_RESUME;
+		h.write = kind == FD_RESUME;
 		/* Ended files fail at once; the others may end meanwhile. */
-		allowed = stale ? a_stale : h.wr ? a_res : a_save;
+		allowed = stale ? a_stale : h.write ? a_res : a_save;
 		break;
 	}
 	wop(w, OP_UFFD, s, "%s of %zu bytes at %#llx%s, buffer in userfaultfd",
-	    h.wr ? "write" : "read", h.len, (unsigned long long)h.off,
+	    h.write ? "write" : "read", h.len, (unsigned long long)h.off,
 	    which == 4 ? " (data_fd)" : "");
 	if (pthread_create(&h.th, NULL, held_fn, &h))
 		goto out;
@@ -2886,9 +2704,10 @@ static void op_uffd(struct worker *w, struct sdev *s)
 	}
 	pthread_join(h.th, NULL);
 	started = false;
-	if (check(w, h.ret, allowed, "held access") && h.ret >= 0 &&
-	    (size_t)h.ret != h.len && which != 4)
-		wfail(w, "held access of %zu bytes returned %ld", h.len, h.ret);
+	ret = h.ret < 0 ? -h.err : h.ret;
+	if (check(w, ret, allowed, "held access") && ret >= 0 &&
+	    (size_t)ret != h.len && which != 4)
+		wfail(w, "held access of %zu bytes returned %ld", h.len, ret);
 out:
 	if (started) {
 		/* Never leave the thread behind: it uses the area. */
@@ -2937,7 +2756,7 @@ static void check_fresh(struct worker *w, struct sdev *s)
 	if (!check(w, ret, NONE, "read config space"))
 		return;
 	/* Bus master is what sdev_open() set. */
-	cfg_reset_image(img, s->d.mem);
+	cfg_reset_image(img, s->d.mem / MB_MIB);
 	img[PCI_COMMAND] |= PCI_COMMAND_MASTER;
 	for (i = 0; i < MBLIT_CONFIG_SIZE; i++)
 		if ((got[i] ^ img[i]) & ~cfg_volatile(i)) {
@@ -2951,7 +2770,7 @@ static void check_fresh(struct worker *w, struct sdev *s)
 	ret = mb_runctl_get(&s->d, &s->sr);
 	if (ret != RUNNING)
 		wfail(w, "reopened: run-control %s", err_str(ret));
-	ret = dl_report(s, MB_IOVA, MB_PAGE, MB_PAGE, p);
+	ret = dl_report(&s->d, MB_IOVA, MB_PAGE, MB_PAGE, p);
 	if (ret != -EINVAL)
 		wfail(w, "reopened: DMA logging REPORT %s (logging must be off)",
 		      err_str(ret));
@@ -3129,7 +2948,8 @@ unlock:
 	pthread_mutex_unlock(&S.close_lock);
 }
 
-static void op_rmmod(struct worker *w)
+/* Any device: @s is not used. */
+static void op_rmmod(struct worker *w, struct sdev *s)
 {
 	long ret;
 
@@ -3145,6 +2965,37 @@ static void op_rmmod(struct worker *w)
 
 /* ---- the workers ---------------------------------------------------------- */
 
+/* Always C, whichever device the worker picked. */
+static void op_remove_c(struct worker *w, struct sdev *s)
+{
+	op_remove(w, &S.dev[2]);
+}
+
+static void (*const sop_fn[NSOPS])(struct worker *w, struct sdev *s) = {
+	[OP_DOORBELL] = op_doorbell,
+	[OP_BAR0] = op_bar0,
+	[OP_BAR2] = op_bar2,
+	[OP_CFG] = op_cfg,
+	[OP_RESET] = op_reset,
+	[OP_IRQS] = op_irqs,
+	[OP_MAP] = op_map,
+	[OP_MIG_SET] = op_mig_set,
+	[OP_MIG_READ] = op_mig_read,
+	[OP_MIG_WRITE] = op_mig_write,
+	[OP_MIG_ROUND] = op_mig_roundtrip,
+	[OP_MIG_INFO] = op_mig_info,
+	[OP_RUNCTL] = op_runctl,
+	[OP_STATE_SAVE] = op_state_save,
+	[OP_STATE_AREA] = op_state_area,
+	[OP_DMA_LOG] = op_dma_log,
+	[OP_T1_DIRTY] = op_t1_dirty,
+	[OP_INFO] = op_info,
+	[OP_UFFD] = op_uffd,
+	[OP_REOPEN] = op_reopen,
+	[OP_REMOVE] = op_remove_c,
+	[OP_RMMOD] = op_rmmod,
+};
+
 static void *worker_fn(void *arg)
 {
 	struct worker *w = arg;
@@ -3158,30 +3009,7 @@ static void *worker_fn(void *arg)
 		k = below(&w->r, 100);
 		s = &S.dev[k < 45 ? 0 : k < 80 ? 1 : 2];
 		__atomic_fetch_add(&S.st.ops[op], 1, __ATOMIC_RELAXED);
-		switch (op) {
-		case OP_DOORBELL: op_doorbell(w, s); break;
-		case OP_BAR0: op_bar0(w, s); break;
-		case OP_BAR2: op_bar2(w, s); break;
-		case OP_CFG: op_cfg(w, s); break;
-		case OP_RESET: op_reset(w, s); break;
-		case OP_IRQS: op_irqs(w, s); break;
-		case OP_MAP: op_map(w, s); break;
-		case OP_MIG_SET: op_mig_set(w, s); break;
-		case OP_MIG_READ: op_mig_read(w, s); break;
-		case OP_MIG_WRITE: op_mig_write(w, s); break;
-		case OP_MIG_ROUND: op_mig_roundtrip(w, s); break;
-		case OP_MIG_INFO: op_mig_info(w, s); break;
-		case OP_RUNCTL: op_runctl(w, s); break;
-		case OP_STATE_SAVE: op_state_save(w, s); break;
-		case OP_STATE_AREA: op_state_area(w, s); break;
-		case OP_DMA_LOG: op_dma_log(w, s); break;
-		case OP_T1_DIRTY: op_t1_dirty(w, s); break;
-		case OP_INFO: op_info(w, s); break;
-		case OP_UFFD: op_uffd(w, s); break;
-		case OP_REOPEN: op_reopen(w, s); break;
-		case OP_REMOVE: op_remove(w, &S.dev[2]); break;
-		case OP_RMMOD: op_rmmod(w); break;
-		}
+		sop_fn[op](w, s);
 		w->nops++;
 	}
 	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
@@ -3245,7 +3073,7 @@ TEST_F_TIMEOUT(stress, concurrent_surface, STRESS_SECS_DEFAULT + TIMEOUT_MARGIN)
 
 	run_params(_metadata, "MBLIT_STRESS_SECS", STRESS_SECS_DEFAULT);
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);	/* big buffers go back at free() */
-	crc_init();
+	crc32_init();
 	rng_init(&r, g_seed, 1000);
 	memset(&S, 0, sizeof(S));
 	S.st.names = sop_name;
@@ -3395,9 +3223,11 @@ TEST_F_TIMEOUT(stress, concurrent_surface, STRESS_SECS_DEFAULT + TIMEOUT_MARGIN)
 		       (unsigned long long)((mem0 - mem) / MB_MIB));
 }
 
-/* =========================================================================
+/*
+ * =========================================================================
  * uapi_fuzz.random_sequences
- * ========================================================================= */
+ * =========================================================================
+ */
 
 enum {
 	F_BAR0, F_BAR2, F_CFG, F_STATE, F_STATE_RESTORE, F_BADOFF, F_GET_INFO,
@@ -3502,9 +3332,8 @@ struct fuzz {
 
 
 /* The current call, for the history and failure messages. */
-static void fcall(struct fuzz *z, struct fdev *F, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void fcall(struct fuzz *z, struct fdev *F, const char *fmt, ...)
+static __printf(3, 4) void fcall(struct fuzz *z, struct fdev *F,
+				 const char *fmt, ...)
 {
 	char *h = z->hist[z->ncall % HIST];
 	va_list ap;
@@ -3519,9 +3348,7 @@ static void fcall(struct fuzz *z, struct fdev *F, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void ffail(struct fuzz *z, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void ffail(struct fuzz *z, const char *fmt, ...)
+static __printf(2, 3) void ffail(struct fuzz *z, const char *fmt, ...)
 {
 	struct __test_metadata *_metadata = z->md;
 	char msg[400];
@@ -3608,7 +3435,7 @@ static void fz_model_reset(struct fdev *F, bool new_user)
 	F->snap_len = 0;
 	F->incoming = 0;
 	F->incoming_hi = F->incoming_maybe = 0;
-	cfg_reset_image(F->cfg, F->s.d.mem);
+	cfg_reset_image(F->cfg, F->s.d.mem / MB_MIB);
 	F->cfg_known = true;
 	memset(F->scratch, 0, sizeof(F->scratch));
 	F->scratch_known = true;
@@ -3648,6 +3475,10 @@ static void fz_resync(struct fuzz *z, struct fdev *F)
 
 /* A buffer for an access: good, faulting after @k bytes, or read-only. */
 enum { BUF_GOOD, BUF_FAULT, BUF_RO };
+
+static const char *const buf_kind_name[] = {
+	[BUF_GOOD] = "good", [BUF_FAULT] = "faulting at", [BUF_RO] = "read-only",
+};
 
 static uint8_t *fz_buf(struct fuzz *z, int kind, size_t len, size_t k)
 {
@@ -3796,7 +3627,7 @@ static void fz_after_set(struct fuzz *z, struct fdev *F, uint32_t target,
 	}
 	if (o->refused) {
 		/* A refused stream: the device is as after a reset, in ERROR. */
-		cfg_reset_image(F->cfg, s->d.mem);
+		cfg_reset_image(F->cfg, s->d.mem / MB_MIB);
 		F->cfg_known = true;
 		memset(F->scratch, 0, sizeof(F->scratch));
 		F->scratch_known = true;
@@ -3877,8 +3708,7 @@ static void fz_bar0(struct fuzz *z, struct fdev *F)
 		memcpy(buf, val, kind == BUF_FAULT && k < w ? k : w);
 	fcall(z, F, "%s %zu bytes at BAR0+%#llx (%s), buffer %s %zu",
 	      wr ? "write" : "read", w, (unsigned long long)off,
-	      g ? g->name : "invalid", (const char *[]){ "good", "faulting at",
-							 "read-only" }[kind], k);
+	      g ? g->name : "invalid", buf_kind_name[kind], k);
 	ret = racc(s, &s->d.bar0, wr, off, buf, w);
 	if (!g)
 		want = EINVAL;
@@ -3964,7 +3794,7 @@ static void fz_bar2(struct fuzz *z, struct fdev *F)
 		rnd_fill(r, buf, len);
 	fcall(z, F, "%s %zu bytes at BAR2+%#llx, buffer %s %zu",
 	      wr ? "write" : "read", len, (unsigned long long)off,
-	      (const char *[]){ "good", "faulting at", "read-only" }[kind], k);
+	      buf_kind_name[kind], k);
 	ret = racc(s, &s->d.bar2, wr, off, buf, len);
 	if (!valid)
 		want = EINVAL;
@@ -3995,14 +3825,7 @@ static void fz_cfg(struct fuzz *z, struct fdev *F)
 	int kind, want;
 	long ret;
 
-	switch (below(r, 6)) {
-	case 0: len = 1; break;
-	case 1: len = 2; break;
-	case 2: len = 4; break;
-	case 3: len = between(r, 1, MBLIT_CONFIG_SIZE); break;
-	case 4: len = (size_t[]){ 0, 257, 300 }[below(r, 3)]; break;
-	default: len = between(r, 1, 8); break;
-	}
+	len = rand_cfg_len(r);
 	if (pct(r, 20))
 		off = MBLIT_CONFIG_SIZE - len + below(r, 2);	/* at the end */
 	valid = len && len <= MBLIT_CONFIG_SIZE && off + len <= MBLIT_CONFIG_SIZE;
@@ -4018,7 +3841,7 @@ static void fz_cfg(struct fuzz *z, struct fdev *F)
 		memcpy(buf, val, kind == BUF_FAULT ? k : len);
 	fcall(z, F, "%s %zu bytes at config+%#llx, buffer %s %zu",
 	      wr ? "write" : "read", len, (unsigned long long)off,
-	      (const char *[]){ "good", "faulting at", "read-only" }[kind], k);
+	      buf_kind_name[kind], k);
 	ret = racc(s, &s->d.cfg, wr, off, buf, len);
 	if (!valid && kind != BUF_GOOD && wr && len && len <= MBLIT_CONFIG_SIZE) {
 		/* The bytes come in before the range is checked. */
@@ -4185,7 +4008,7 @@ static void fz_state(struct fuzz *z, struct fdev *F)
 	case 0:
 	case 1: {
 		uint8_t v = pct(r, 85) ? (pct(r, 50) ? RUNNING : STOPPED) :
-			    (uint8_t[]){ 0, 3, 0x81, 0xff }[below(r, 4)];
+			    bad_runctl[below(r, ARRAY_SIZE(bad_runctl))];
 
 		kind = pct(r, 10) ? BUF_FAULT : BUF_GOOD;
 		fcall(z, F, "run-control write %#x%s", v,
@@ -4229,7 +4052,7 @@ static void fz_state(struct fuzz *z, struct fdev *F)
 		rnd_fill(r, buf, len);
 	fcall(z, F, "%s %zu bytes at DEVICE_STATE+%#llx, buffer %s %zu",
 	      wr ? "write" : "read", len, (unsigned long long)off,
-	      (const char *[]){ "good", "faulting at", "read-only" }[kind], k);
+	      buf_kind_name[kind], k);
 	ret = racc(s, &s->sr, wr, off, buf, len);
 	if (!len || off + len > R || (off == 0 && len != 1) ||
 	    (off && off < AREA && off + len > AREA)) {
@@ -4302,6 +4125,9 @@ static void fz_state(struct fuzz *z, struct fdev *F)
 /* Stop, write the snapshot back (maybe damaged), RUNNING. */
 static void fz_state_restore(struct fuzz *z, struct fdev *F)
 {
+	static const char *const variant_name[] = {
+		"as read", "as read", "one bit flipped", "truncated",
+	};
 	struct sdev *s = &F->s;
 	struct rng *r = &z->r;
 	size_t off, n, len;
@@ -4325,8 +4151,7 @@ static void fz_state_restore(struct fuzz *z, struct fdev *F)
 	if (variant == 3)
 		len = below(r, len);
 	fcall(z, F, "write the %zu-byte snapshot back (%s) in pieces, then RUNNING",
-	      len, (const char *[]){ "as read", "as read", "one bit flipped",
-				     "truncated" }[variant]);
+	      len, variant_name[variant]);
 	for (off = 0; off < len; off += n) {
 		n = between(r, 1, len - off < 300000 ? len - off : 300000);
 		ret = racc(s, &s->sr, true, AREA + off, copy + off, n);
@@ -4357,6 +4182,8 @@ static void fz_state_restore(struct fuzz *z, struct fdev *F)
 /* pread/pwrite where no region is, or at offsets the VFS refuses. */
 static void fz_badoff(struct fuzz *z, struct fdev *F)
 {
+	static const uint32_t empty_region[] = { 1, 3, 4, 5, 6, 8 };
+	static const uint32_t some_region[] = { 0, 2, 7, 9 };
 	struct sdev *s = &F->s;
 	struct rng *r = &z->r;
 	uint64_t pos;
@@ -4376,7 +4203,7 @@ static void fz_badoff(struct fuzz *z, struct fdev *F)
 		len = len < 2 ? 2 : len;
 		break;
 	case 2:		/* regions of size 0 */
-		pos = (uint64_t)(uint32_t[]){ 1, 3, 4, 5, 6, 8 }[below(r, 6)] << 40;
+		pos = (uint64_t)empty_region[below(r, ARRAY_SIZE(empty_region))] << 40;
 		pos += below(r, 4096);
 		break;
 	case 3:		/* no such region */
@@ -4384,11 +4211,11 @@ static void fz_badoff(struct fuzz *z, struct fdev *F)
 		pos += below(r, 4096);
 		break;
 	case 4:		/* count 0 at a valid offset */
-		pos = (uint64_t)(uint32_t[]){ 0, 2, 7, 9 }[below(r, 4)] << 40;
+		pos = (uint64_t)some_region[below(r, ARRAY_SIZE(some_region))] << 40;
 		len = 0;
 		break;
 	default:	/* a huge count (clamped to MAX_RW_COUNT) */
-		pos = (uint64_t)(uint32_t[]){ 0, 2, 7, 9 }[below(r, 4)] << 40;
+		pos = (uint64_t)some_region[below(r, ARRAY_SIZE(some_region))] << 40;
 		len = (size_t)1 << between(r, 31, 40);
 		buf = lowbuf;	/* low: buf + count stays a user address */
 		break;
@@ -4409,6 +4236,11 @@ static void fz_badoff(struct fuzz *z, struct fdev *F)
  * read-only page, or straddling the guard page (only @m bytes readable).
  */
 enum { ARG_GOOD, ARG_NULL, ARG_RO, ARG_STRADDLE };
+
+static const char *const arg_kind_name[] = {
+	[ARG_GOOD] = "good", [ARG_NULL] = "NULL", [ARG_RO] = "read-only",
+	[ARG_STRADDLE] = "straddling",
+};
 
 static void *fz_arg(struct fuzz *z, int kind, const void *src, size_t len,
 		    size_t m)
@@ -4464,7 +4296,7 @@ static void fz_get_info(struct fuzz *z, struct fdev *F)
 	in.argsz = fz_argsz(z, 16, sizeof(in));
 	out = fz_arg(z, kind, &in, sizeof(in), m);
 	fcall(z, F, "GET_INFO argsz %u, argument %s", in.argsz,
-	      (const char *[]){ "good", "NULL", "read-only", "straddling" }[kind]);
+	      arg_kind_name[kind]);
 	ret = ioctl(DFD(&F->s), VFIO_DEVICE_GET_INFO, out) ? -errno : 0;
 	if (kind == ARG_NULL || kind == ARG_STRADDLE)
 		want = EFAULT;
@@ -4483,6 +4315,7 @@ static void fz_get_info(struct fuzz *z, struct fdev *F)
 
 static void fz_region_info(struct fuzz *z, struct fdev *F)
 {
+	static const uint32_t bad_index[] = { 11, 255, 1u << 31, UINT32_MAX };
 	struct vfio_region_info in = { 0 }, *out;
 	struct vfio_region_info_cap_type *cap;
 	struct rng *r = &z->r;
@@ -4493,13 +4326,13 @@ static void fz_region_info(struct fuzz *z, struct fdev *F)
 	long ret;
 
 	in.index = pct(r, 85) ? below(r, 11) :
-		   (uint32_t[]){ 11, 255, 1u << 31, UINT32_MAX }[below(r, 4)];
+		   bad_index[below(r, ARRAY_SIZE(bad_index))];
 	in.argsz = pct(r, 30) ? need - below(r, 2) : fz_argsz(z, sizeof(in), sizeof(in));
 	in.cap_offset = rnd(r);
 	out = fz_arg(z, kind, &in, sizeof(in), m);
 	fcall(z, F, "GET_REGION_INFO index %u argsz %u, argument %s", in.index,
 	      in.argsz,
-	      (const char *[]){ "good", "NULL", "read-only", "straddling" }[kind]);
+	      arg_kind_name[kind]);
 	ret = ioctl(DFD(&F->s), VFIO_DEVICE_GET_REGION_INFO, out) ? -errno : 0;
 	if (kind == ARG_NULL || kind == ARG_STRADDLE)
 		want = EFAULT;
@@ -4557,7 +4390,7 @@ static void fz_irq_info(struct fuzz *z, struct fdev *F)
 	out = fz_arg(z, kind, &in, sizeof(in), m);
 	fcall(z, F, "GET_IRQ_INFO index %u argsz %u, argument %s", in.index,
 	      in.argsz,
-	      (const char *[]){ "good", "NULL", "read-only", "straddling" }[kind]);
+	      arg_kind_name[kind]);
 	ret = ioctl(DFD(&F->s), VFIO_DEVICE_GET_IRQ_INFO, out) ? -errno : 0;
 	if (kind == ARG_NULL || kind == ARG_STRADDLE)
 		want = EFAULT;
@@ -4585,6 +4418,8 @@ static void fz_set_irqs(struct fuzz *z, struct fdev *F)
 					    VFIO_IRQ_SET_ACTION_TRIGGER,
 					    VFIO_IRQ_SET_ACTION_MASK,
 					    VFIO_IRQ_SET_ACTION_UNMASK };
+	static const uint32_t bad_index[] = { 5, 6, 255, UINT32_MAX };
+	static const uint32_t bad_count[] = { 2, 3, UINT32_MAX };
 	struct rng *r = &z->r;
 	uint8_t raw[64] = { 0 };
 	struct vfio_irq_set *set = (void *)raw;
@@ -4598,12 +4433,11 @@ static void fz_set_irqs(struct fuzz *z, struct fdev *F)
 	uint64_t cnt;
 
 	index = pct(r, 85) ? below(r, VFIO_PCI_NUM_IRQS) :
-		(uint32_t[]){ 5, 6, 255, UINT32_MAX }[below(r, 4)];
-	if (pct(r, 12)) {
+		bad_index[below(r, ARRAY_SIZE(bad_index))];
+	if (pct(r, 12))
 		flags = pct(r, 50) ? (uint32_t)rnd(r) : flags | 1u << between(r, 6, 31);
-	}
 	count = pct(r, 85) ? (pct(r, 75) ? 1 : 0) :
-		(uint32_t[]){ 2, 3, UINT32_MAX }[below(r, 3)];
+		bad_count[below(r, ARRAY_SIZE(bad_count))];
 	if (pct(r, 5))
 		start = pct(r, 50) ? 1 : UINT32_MAX;
 	if (dt == VFIO_IRQ_SET_DATA_EVENTFD) {
@@ -4634,9 +4468,14 @@ static void fz_set_irqs(struct fuzz *z, struct fdev *F)
 	}
 	dsize = (dt == VFIO_IRQ_SET_DATA_NONE ? 0 :
 		 dt == VFIO_IRQ_SET_DATA_BOOL ? 1 : 4) * (count <= 1 ? count : 1);
-	argsz = pct(r, 85) ? sizeof(*set) + dsize :
-		(uint32_t[]){ 0, sizeof(*set) - 1, sizeof(*set) + dsize - 1,
-			      sizeof(raw), UINT32_MAX }[below(r, 5)];
+	argsz = sizeof(*set) + dsize;
+	if (!pct(r, 85)) {
+		const uint32_t bad_argsz[] = {
+			0, sizeof(*set) - 1, argsz - 1, sizeof(raw), UINT32_MAX,
+		};
+
+		argsz = bad_argsz[below(r, ARRAY_SIZE(bad_argsz))];
+	}
 	set->argsz = argsz;
 	set->flags = flags;
 	set->index = index;
@@ -4821,13 +4660,14 @@ static void fz_feature(struct fuzz *z, struct fdev *F)
 		VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, 12, 0, 3, 4, 5, 10, 11, 13,
 		0x7fff, 0xffff,
 	};
+	static const uint64_t bad_page_size[] = { 2048, 0x3000, 0 };
 	const uint32_t G = VFIO_DEVICE_FEATURE_GET, S_ = VFIO_DEVICE_FEATURE_SET,
 		       P = VFIO_DEVICE_FEATURE_PROBE;
 	static struct vfio_device_feature_dma_logging_range rg[MB_PAGE / 16 + 2];
 	struct rng *r = &z->r;
 	uint64_t raw[(sizeof(struct vfio_device_feature) + 64) / 8 + 1] = { 0 };
 	struct vfio_device_feature *f = (void *)raw;
-	uint32_t fi = fis[below(r, sizeof(fis) / sizeof(fis[0]))];
+	uint32_t fi = fis[below(r, ARRAY_SIZE(fis))];
 	uint32_t ops = 0, minsz = 0, flags, argsz, target = 0;
 	uint64_t page_size = MB_PAGE, *p64 = (uint64_t *)f->data, bm[4];
 	int kind, want = 0, wcore = 0, wdrv = 0, bad = 0;
@@ -4835,13 +4675,24 @@ static void fz_feature(struct fuzz *z, struct fdev *F)
 	long ret;
 
 	switch (below(r, 10)) {
-	case 0: flags = G | P; break;
-	case 1: flags = S_ | P; break;
-	case 2: flags = P; break;
-	case 3: flags = G | S_; break;
-	case 4: flags = 0; break;
-	default: flags = known ? (ops == S_ ? S_ : ops == G ? G : pct(r, 50) ? G : S_) :
-			 pct(r, 50) ? G : S_;
+	case 0:
+		flags = G | P;
+		break;
+	case 1:
+		flags = S_ | P;
+		break;
+	case 2:
+		flags = P;
+		break;
+	case 3:
+		flags = G | S_;
+		break;
+	case 4:
+		flags = 0;
+		break;
+	default:
+		flags = known ? (ops == S_ ? S_ : ops == G ? G : pct(r, 50) ? G : S_) :
+			pct(r, 50) ? G : S_;
 		break;
 	}
 	if (pct(r, 5))
@@ -4849,9 +4700,14 @@ static void fz_feature(struct fuzz *z, struct fdev *F)
 	if (pct(r, 6))
 		flags |= 1u << between(r, 19, 31);
 	flags |= fi;
-	argsz = pct(r, 80) ? sizeof(*f) + minsz :
-		(uint32_t[]){ 0, 4, 7, sizeof(*f), sizeof(*f) + minsz - 1,
-			      4096, UINT32_MAX }[below(r, 7)];
+	argsz = sizeof(*f) + minsz;
+	if (!pct(r, 80)) {
+		const uint32_t bad_argsz[] = {
+			0, 4, 7, sizeof(*f), argsz - 1, 4096, UINT32_MAX,
+		};
+
+		argsz = bad_argsz[below(r, ARRAY_SIZE(bad_argsz))];
+	}
 	f->argsz = argsz;
 	f->flags = flags;
 	rnd_fill(r, f->data, 40);
@@ -4874,7 +4730,8 @@ static void fz_feature(struct fuzz *z, struct fdev *F)
 
 		rp->iova = MB_IOVA;
 		rp->length = pct(r, 80) ? 0x10000 : 0x8000;
-		rp->page_size = pct(r, 85) ? MB_PAGE : (uint64_t[]){ 2048, 0x3000, 0 }[below(r, 3)];
+		rp->page_size = pct(r, 85) ? MB_PAGE :
+				bad_page_size[below(r, ARRAY_SIZE(bad_page_size))];
 		rp->bitmap = (uintptr_t)bm;
 		if (pct(r, 5)) {
 			rp->iova = 0xfffffffffffff000ULL;
@@ -5005,18 +4862,18 @@ static void fz_dma_log(struct fuzz *z, struct fdev *F)
 		n = fz_log_ranges(z, rg, bad, &page_size, &wcore, &wdrv);
 		fcall(z, F, "DMA_LOGGING_START %u ranges page size %#llx (case %d)",
 		      n, (unsigned long long)page_size, bad);
-		ret = dl_start(&F->s, rg, n, page_size);
+		ret = dl_start(&F->s.d, rg, n, page_size);
 		want = wcore ? wcore : F->logging ? EBUSY : wdrv;
 		if (fexpect(z, F_DMA_LOG, ret, want, "DMA_LOGGING_START") && !ret)
 			F->logging = true;
 	} else if (k < 8) {
 		fcall(z, F, "DMA_LOGGING_REPORT of the guest buffer");
-		ret = dl_report(&F->s, MB_IOVA, MB_BUF_SIZE, MB_PAGE, bm);
+		ret = dl_report(&F->s.d, MB_IOVA, MB_BUF_SIZE, MB_PAGE, bm);
 		fexpect(z, F_DMA_LOG, ret, F->logging ? 0 : EINVAL,
 			"DMA_LOGGING_REPORT");
 	} else {
 		fcall(z, F, "DMA_LOGGING_STOP");
-		ret = dl_stop(&F->s);
+		ret = dl_stop(&F->s.d);
 		if (fexpect(z, F_DMA_LOG, ret, 0, "DMA_LOGGING_STOP"))
 			F->logging = false;
 	}
@@ -5037,9 +4894,10 @@ static void fz_mig_set(struct fuzz *z, struct fdev *F)
 		VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_PRE_COPY_P2P,
 		VFIO_DEVICE_STATE_RUNNING_P2P, VFIO_DEVICE_STATE_ERROR,
 	};
+	static const uint32_t bad_target[] = { 8, 9, 0x100, UINT32_MAX };
 	struct rng *r = &z->r;
-	uint32_t target = pct(r, 4) ? (uint32_t[]){ 8, 9, 0x100, UINT32_MAX }[below(r, 4)] :
-			  t[below(r, sizeof(t) / sizeof(t[0]))];
+	uint32_t target = pct(r, 4) ? bad_target[below(r, ARRAY_SIZE(bad_target))] :
+			  t[below(r, ARRAY_SIZE(t))];
 
 	/* Mostly finish what is going on: a resume fed completely. */
 	if (F->v2 == VFIO_DEVICE_STATE_RESUMING && F->stream && !F->rs_bad &&
@@ -5181,6 +5039,10 @@ static void fz_data_read(struct fuzz *z, struct fdev *F)
 
 static void fz_data_write(struct fuzz *z, struct fdev *F)
 {
+	static const char *const variant_name[] = {
+		"the stream", "the stream, damaged", "bytes after the end",
+		"garbage",
+	};
 	struct rng *r = &z->r;
 	struct blob *src = F->stream;
 	size_t cap = SCRATCH_PAGES * MB_PAGE, len, k, lim, rest;
@@ -5227,8 +5089,7 @@ static void fz_data_write(struct fuzz *z, struct fdev *F)
 	}
 	lim = fkind == BUF_FAULT ? k : len;
 	fcall(z, F, "write %zu bytes (%s) to %s %s data_fd at stream offset %zu, buffer %s %zu",
-	      len, (const char *[]){ "the stream", "the stream, damaged",
-				     "bytes after the end", "garbage" }[variant],
+	      len, variant_name[variant],
 	      stale ? "an ended" : "the current", kind == FD_SAVE ? "save" : "resume",
 	      F->fed, fkind == BUF_FAULT ? "faulting at" : "good", k);
 	n = write(fd, buf, len);
@@ -5330,6 +5191,7 @@ static void fz_sizes_exact(struct fuzz *z, struct fdev *F, uint64_t pending)
 
 static void fz_precopy(struct fuzz *z, struct fdev *F)
 {
+	static const uint32_t bad_argsz[] = { 0, 23, 4096, UINT32_MAX };
 	struct vfio_precopy_info in = { .argsz = sizeof(in) }, *out;
 	uint64_t bound = mig_mblit_stream_len(F->s.npages) + REC_PAGES_LEN(256);
 	int kind, akind = fz_argkind(z), want, fd;
@@ -5342,13 +5204,13 @@ static void fz_precopy(struct fuzz *z, struct fdev *F)
 	if (akind == ARG_STRADDLE)
 		akind = ARG_GOOD;
 	if (pct(&z->r, 10))
-		in.argsz = (uint32_t[]){ 0, 23, 4096, UINT32_MAX }[below(&z->r, 4)];
+		in.argsz = bad_argsz[below(&z->r, ARRAY_SIZE(bad_argsz))];
 	in.flags = rnd(&z->r);
 	out = fz_arg(z, akind, &in, sizeof(in), 0);
 	fcall(z, F, "PRECOPY_INFO argsz %u on %s %s data_fd, argument %s",
 	      in.argsz, stale ? "an ended" : "the current",
 	      kind == FD_SAVE ? "save" : "resume",
-	      (const char *[]){ "good", "NULL", "read-only" }[akind]);
+	      arg_kind_name[akind]);
 	ret = ioctl(fd, VFIO_MIG_GET_PRECOPY_INFO, out) ? -errno : 0;
 	if (kind == FD_RESUME)
 		want = ENOTTY;
@@ -5373,6 +5235,9 @@ static void fz_precopy(struct fuzz *z, struct fdev *F)
 
 static void fz_dfd_misc(struct fuzz *z, struct fdev *F)
 {
+	static const char *const what_name[] = {
+		"pread", "pwrite", "lseek", "an unknown ioctl", "poll",
+	};
 	struct rng *r = &z->r;
 	uint8_t b[16] = { 0 };
 	int kind, fd, what = below(r, 5);
@@ -5383,8 +5248,7 @@ static void fz_dfd_misc(struct fuzz *z, struct fdev *F)
 	if (fd < 0)
 		return;
 	fcall(z, F, "%s on %s %s data_fd",
-	      (const char *[]){ "pread", "pwrite", "lseek", "an unknown ioctl",
-				"poll" }[what],
+	      what_name[what],
 	      stale ? "an ended" : "the current", kind == FD_SAVE ? "save" : "resume");
 	switch (what) {
 	case 0:
@@ -5553,7 +5417,7 @@ static void fz_reopen(struct fuzz *z, struct fdev *F)
 	if (!fexpect(z, F_REOPEN, ret, 0, err))
 		return;
 	F->cfg[PCI_COMMAND] |= PCI_COMMAND_MASTER;	/* sdev_open() sets it */
-	cfg_reset_image(img, s->d.mem);
+	cfg_reset_image(img, s->d.mem / MB_MIB);
 	img[PCI_COMMAND] |= PCI_COMMAND_MASTER;
 	ret = racc(s, &s->d.cfg, false, 0, got, sizeof(got));
 	if (!fexpect(z, F_REOPEN, ret, 0, "config read"))
@@ -5634,6 +5498,31 @@ static void fz_seed(struct fuzz *z, struct fdev *F)
 		ffail(z, "no complete stream from STOP_COPY");
 }
 
+static void (*const fop_fn[NFOPS])(struct fuzz *z, struct fdev *F) = {
+	[F_BAR0] = fz_bar0,
+	[F_BAR2] = fz_bar2,
+	[F_CFG] = fz_cfg,
+	[F_STATE] = fz_state,
+	[F_STATE_RESTORE] = fz_state_restore,
+	[F_BADOFF] = fz_badoff,
+	[F_GET_INFO] = fz_get_info,
+	[F_REGION_INFO] = fz_region_info,
+	[F_IRQ_INFO] = fz_irq_info,
+	[F_SET_IRQS] = fz_set_irqs,
+	[F_RESET] = fz_reset,
+	[F_FEATURE] = fz_feature,
+	[F_MIG_SET] = fz_mig_set,
+	[F_DATA_READ] = fz_data_read,
+	[F_DATA_WRITE] = fz_data_write,
+	[F_PRECOPY] = fz_precopy,
+	[F_DFD_MISC] = fz_dfd_misc,
+	[F_IOCTL] = fz_ioctl,
+	[F_DOORBELL] = fz_doorbell,
+	[F_MAP] = fz_map,
+	[F_DMA_LOG] = fz_dma_log,
+	[F_REOPEN] = fz_reopen,
+};
+
 FIXTURE(uapi_fuzz) {
 	struct fuzz *z;
 };
@@ -5671,7 +5560,7 @@ TEST_F_TIMEOUT(uapi_fuzz, random_sequences, FUZZ_SECS_DEFAULT + TIMEOUT_MARGIN)
 
 	run_params(_metadata, "MBLIT_FUZZ_SECS", FUZZ_SECS_DEFAULT);
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-	crc_init();
+	crc32_init();
 	ASSERT_TRUE(module_loaded("mblit")) TH_LOG("mblit is not loaded");
 	z = calloc(1, sizeof(*z));
 	ASSERT_NE(NULL, z);
@@ -5704,7 +5593,7 @@ TEST_F_TIMEOUT(uapi_fuzz, random_sequences, FUZZ_SECS_DEFAULT + TIMEOUT_MARGIN)
 			TH_LOG("%s: %s", s->name, err);
 		fz_model_reset(F, true);
 		F->cfg[PCI_COMMAND] |= PCI_COMMAND_MASTER;
-		cfg_wmask(F->wmask, s->d.mem);
+		cfg_write_mask(F->wmask, s->d.mem);
 		fz_seed(z, F);
 		ASSERT_FALSE(z->failed);
 	}
@@ -5724,30 +5613,7 @@ TEST_F_TIMEOUT(uapi_fuzz, random_sequences, FUZZ_SECS_DEFAULT + TIMEOUT_MARGIN)
 			     F->stream && F->fed == F->stream->len && !F->rs_bad ?
 			     F_MIG_SET : F_DATA_WRITE;
 		z->st.ops[op]++;
-		switch (op) {
-		case F_BAR0: fz_bar0(z, F); break;
-		case F_BAR2: fz_bar2(z, F); break;
-		case F_CFG: fz_cfg(z, F); break;
-		case F_STATE: fz_state(z, F); break;
-		case F_STATE_RESTORE: fz_state_restore(z, F); break;
-		case F_BADOFF: fz_badoff(z, F); break;
-		case F_GET_INFO: fz_get_info(z, F); break;
-		case F_REGION_INFO: fz_region_info(z, F); break;
-		case F_IRQ_INFO: fz_irq_info(z, F); break;
-		case F_SET_IRQS: fz_set_irqs(z, F); break;
-		case F_RESET: fz_reset(z, F); break;
-		case F_FEATURE: fz_feature(z, F); break;
-		case F_MIG_SET: fz_mig_set(z, F); break;
-		case F_DATA_READ: fz_data_read(z, F); break;
-		case F_DATA_WRITE: fz_data_write(z, F); break;
-		case F_PRECOPY: fz_precopy(z, F); break;
-		case F_DFD_MISC: fz_dfd_misc(z, F); break;
-		case F_IOCTL: fz_ioctl(z, F); break;
-		case F_DOORBELL: fz_doorbell(z, F); break;
-		case F_MAP: fz_map(z, F); break;
-		case F_DMA_LOG: fz_dma_log(z, F); break;
-		case F_REOPEN: fz_reopen(z, F); break;
-		}
+		fop_fn[op](z, F);
 		if (!z->failed && !(z->ncall % FUZZ_CHECK_EVERY)) {
 			for (i = 0; i < NFDEV; i++) {
 				snprintf(what, sizeof(what), "%s after call %llu",

@@ -8,9 +8,9 @@
  */
 #include "kselftest_harness.h"
 #include "mblit_dev.h"
+#include "mblit_state_fmt.h"
+#include "mig_steps.h"
 #include "mig_v2.h"
-
-#define STREAM_MAX	(600ULL << 20)
 
 FIXTURE(mig) {
 	struct mb_dev d[3];
@@ -61,81 +61,12 @@ FIXTURE_TEARDOWN(mig)
 #define DFD(d)	((d)->v.device_fd)
 #define RD32_DEV(dev)	((uint32_t)mb_rd(_metadata, (dev), MBLIT_REG_RING_HEAD, 4))
 
-static void set_ok(struct __test_metadata *_metadata, struct mb_dev *d,
-		   uint32_t state, int *fd, bool want_fd)
-{
-	int f = -1, ret = mig_set(DFD(d), state, &f);
-
-	ASSERT_EQ(0, ret) TH_LOG("SET %s: %s", mig_state_name(state),
-				 strerror(-ret));
-	ASSERT_EQ((int)state, mig_get(DFD(d)));
-	ASSERT_EQ(want_fd, f >= 0) TH_LOG("SET %s: data_fd %d",
-					  mig_state_name(state), f);
-	if (fd)
-		*fd = f;
-	else if (f >= 0)
-		close(f);
-}
-
-/* Read to EOF (STOP_COPY), bounded. */
-static size_t read_eof(struct __test_metadata *_metadata, int fd,
-		       struct mig_buf *b, unsigned int *k)
-{
-	size_t got = 0;
-	int ret = mig_read_stream(fd, b, k, STREAM_MAX, &got);
-
-	ASSERT_EQ(0, ret) TH_LOG("reading to EOF: %s", strerror(-ret));
-	return got;
-}
-
-/* Read to pre-copy's temporary end (ENOMSG), bounded. */
-static size_t read_enomsg(struct __test_metadata *_metadata, int fd,
-			  struct mig_buf *b, unsigned int *k)
-{
-	size_t got = 0;
-	int ret = mig_read_stream(fd, b, k, STREAM_MAX, &got);
-
-	ASSERT_EQ(-ENOMSG, ret) TH_LOG("reading to ENOMSG: %s",
-				       ret ? strerror(-ret) : "EOF in PRE_COPY");
-	return got;
-}
-
 static void info_ok(struct __test_metadata *_metadata, int fd, uint64_t *i,
 		    uint64_t *d)
 {
 	int ret = mig_precopy_info(fd, i, d);
 
 	ASSERT_EQ(0, ret) TH_LOG("PRECOPY_INFO: %s", strerror(-ret));
-}
-
-/* Whole device memory through BAR2 into @out (d->mem bytes). */
-static void read_devmem(struct __test_metadata *_metadata, struct mb_dev *d,
-			uint8_t *out)
-{
-	uint64_t off;
-
-	for (off = 0; off < d->mem; off += MB_MIB)
-		mb_bar2_rd(_metadata, d, off, out + off, MB_MIB);
-}
-
-static void expect_devmem_zero(struct __test_metadata *_metadata,
-			       struct mb_dev *d, const char *what)
-{
-	uint8_t *p = malloc(MB_MIB);
-	uint64_t off, bad = 0, first = 0;
-	size_t i;
-
-	ASSERT_NE(NULL, p);
-	for (off = 0; off < d->mem; off += MB_MIB) {
-		mb_bar2_rd(_metadata, d, off, p, MB_MIB);
-		for (i = 0; i < MB_MIB; i++)
-			if (p[i] && !bad++)
-				first = off + i;
-	}
-	free(p);
-	EXPECT_EQ(0, bad) TH_LOG("%s: %llu non-zero device bytes, first at %#llx",
-				 what, (unsigned long long)bad,
-				 (unsigned long long)first);
 }
 
 /* ---- the workload -------------------------------------------------------- */
@@ -358,8 +289,8 @@ TEST_F_TIMEOUT(mig, full_migration_in_flight, 900)
 	a = malloc(dst->mem);
 	b = malloc(dst->mem);
 	ASSERT_TRUE(a && b);
-	read_devmem(_metadata, dst, a);
-	read_devmem(_metadata, ref, b);
+	mb_read_vram(_metadata, dst, a);
+	mb_read_vram(_metadata, ref, b);
 	EXPECT_EQ(0, memcmp(a, b, dst->mem))
 		TH_LOG("device memory differs from the reference run");
 	EXPECT_EQ(0, memcmp(a, dst->md, dst->mem))
@@ -651,7 +582,7 @@ TEST_F_TIMEOUT(mig, hostile_resume, 600)
 		mb_expect_reset_regs(_metadata, d, case_name[c]);
 		EXPECT_EQ(0, mb_cfg_rd16(_metadata, d, PCI_COMMAND) &
 			  PCI_COMMAND_MASTER);
-		expect_devmem_zero(_metadata, d, case_name[c]);
+		mb_expect_vram_zero(_metadata, d, case_name[c]);
 		/* ERROR: no MMIO writes, no SET, the fd is dead. */
 		{
 			uint64_t v = 1;
@@ -971,7 +902,7 @@ static void p2p_snap_take(struct __test_metadata *_metadata, struct mb_dev *d,
 	s->m = malloc(d->mem);
 	ASSERT_TRUE(s->g && s->m);
 	memcpy(s->g, d->buf, MB_BUF_SIZE);
-	read_devmem(_metadata, d, s->m);
+	mb_read_vram(_metadata, d, s->m);
 }
 
 static void p2p_snap_free(struct p2p_snap *s)
@@ -1243,39 +1174,6 @@ TEST_F_TIMEOUT(mig, doorbell_rung_in_running_p2p_runs_once_on_each_side, 600)
 }
 
 /* ---- pages records of 257 pages ------------------------------------------ */
-
-/* IEEE 802.3 / zlib CRC32 (docs/migration.md §1.3). */
-static uint32_t crc32_le(const uint8_t *p, size_t n)
-{
-	static uint32_t t[256];
-	static bool init;
-	uint32_t c;
-	int i, k;
-
-	if (!init) {
-		for (i = 0; i < 256; i++) {
-			c = i;
-			for (k = 0; k < 8; k++)
-				c = c & 1 ? 0xedb88320U ^ (c >> 1) : c >> 1;
-			t[i] = c;
-		}
-		init = true;
-	}
-	c = 0xffffffffU;
-	while (n--)
-		c = t[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return ~c;
-}
-
-static void le32_put(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void le64_put(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
 
 #define NPG	257	/* one more than PAGES_CHUNK_MAX */
 
@@ -1554,17 +1452,17 @@ static void build_pages_record(struct mb_dev *d, struct mig_buf *b,
 	uint8_t *r = calloc(1, len);
 	unsigned int i;
 
-	le32_put(r, MIG_MBLIT_MAGIC_PAGES);
-	le32_put(r + 4, 1);
-	le32_put(r + 8, d->mem / MB_MIB);
-	le32_put(r + 12, count_field);
-	le64_put(r + 16, d->mem);
-	le64_put(r + 24, len);
+	put32(r, MIG_MBLIT_MAGIC_PAGES);
+	put32(r + 4, 1);
+	put32(r + 8, d->mem / MB_MIB);
+	put32(r + 12, count_field);
+	put64(r + 16, d->mem);
+	put64(r + 24, len);
 	for (i = 0; i < n; i++) {
-		le64_put(r + 32 + i * MIG_MBLIT_ENTRY, idx[i]);
+		put64(r + 32 + i * MIG_MBLIT_ENTRY, idx[i]);
 		memcpy(r + 40 + i * MIG_MBLIT_ENTRY, pages + i * MB_PAGE, MB_PAGE);
 	}
-	le32_put(r + len - 4, crc32_le(r, len - 4));
+	fix_crc(r, len);
 	mig_buf_append(b, r, len);
 	free(r);
 }

@@ -214,6 +214,27 @@ static inline void mb_bar2_wr(struct __test_metadata *_metadata,
 	memcpy(d->md + off, buf, len);
 }
 
+/* All of device memory through BAR2, a MiB at a time, into @out (d->mem bytes). */
+static inline void mb_read_vram(struct __test_metadata *_metadata,
+				struct mb_dev *d, uint8_t *out)
+{
+	uint64_t off;
+
+	for (off = 0; off < d->mem; off += MB_MIB)
+		mb_bar2_rd(_metadata, d, off, out + off, MB_MIB);
+}
+
+/* The same, into a new buffer (free() it). */
+static inline uint8_t *mb_dup_vram(struct __test_metadata *_metadata,
+				   struct mb_dev *d)
+{
+	uint8_t *m = malloc(d->mem);
+
+	ASSERT_NE(NULL, m);
+	mb_read_vram(_metadata, d, m);
+	return m;
+}
+
 /* ---- setup -------------------------------------------------------------- */
 
 /*
@@ -411,6 +432,27 @@ static inline void mb_check_dev(struct __test_metadata *_metadata,
 	free(got);
 	ASSERT_EQ(0, bad) TH_LOG("%s: %zu device bytes differ, first at %#zx",
 				 what, bad, first);
+}
+
+/* Expect all of device memory to read zero, through BAR2. */
+static inline void mb_expect_vram_zero(struct __test_metadata *_metadata,
+				       struct mb_dev *d, const char *what)
+{
+	uint8_t *p = malloc(MB_MIB);
+	uint64_t off, bad = 0, first = 0;
+	size_t i;
+
+	ASSERT_NE(NULL, p);
+	for (off = 0; off < d->mem; off += MB_MIB) {
+		mb_bar2_rd(_metadata, d, off, p, MB_MIB);
+		for (i = 0; i < MB_MIB; i++)
+			if (p[i] && !bad++)
+				first = off + i;
+	}
+	free(p);
+	EXPECT_EQ(0, bad) TH_LOG("%s: %llu non-zero device bytes, first at %#llx",
+				 what, (unsigned long long)bad,
+				 (unsigned long long)first);
 }
 
 /* ---- the ring ----------------------------------------------------------- */

@@ -48,6 +48,17 @@ int module_refcnt(const char *name);
 int module_unload(const char *name);
 int run_cmd(const char *cmd);
 
+/*
+ * Slab fault injection (CONFIG_FAILSLAB).  @fd is /proc/thread-self/fail-nth,
+ * kept open so that reading and writing it allocates nothing: writing N
+ * makes the thread's N-th slab allocation from then on fail; reading gives
+ * 0 once that happened, the allocations still to go otherwise.  These two
+ * do not set mdev_lib_error().
+ */
+#define FAILSLAB		"/sys/kernel/debug/failslab"
+int fail_nth_set(int fd, unsigned int n);
+int fail_nth_get(int fd);
+
 /* VFIO access to an mdev */
 enum vfio_backend {
 	VFIO_BACKEND_TYPE1,

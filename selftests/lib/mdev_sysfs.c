@@ -305,3 +305,24 @@ int run_cmd(const char *cmd)
 		return -EINTR;
 	return WEXITSTATUS(status);
 }
+
+/* Arm fail-nth for the @n-th allocation (0: disarm): 0 or -errno. */
+int fail_nth_set(int fd, unsigned int n)
+{
+	char buf[16];
+	int len = snprintf(buf, sizeof(buf), "%u", n);
+
+	return pwrite(fd, buf, len, 0) == len ? 0 : -errno;
+}
+
+/* fail-nth as it reads now (>= 0), or -errno (-EIO: nothing read). */
+int fail_nth_get(int fd)
+{
+	char buf[16];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return n < 0 ? -errno : -EIO;
+	buf[n] = '\0';
+	return atoi(buf);
+}
