@@ -636,6 +636,53 @@ TEST_F(regions, config_bounds)
 	EXPECT_EQ(0xc3, cfg_rd(_metadata, self->d, PCI_INTERRUPT_LINE, 1));
 }
 
+/*
+ * Regression: a config-space write outside the 256 bytes whose buffer
+ * faults failed with EFAULT, not EINVAL: the range was checked after the
+ * bytes were copied in.  docs/device.md §3: EINVAL, then EFAULT, then
+ * EBUSY, for every region.
+ */
+TEST_F(regions, bad_access_with_faulting_buffer_is_einval_first)
+{
+	uint8_t *bad = mmap(NULL, 4096, PROT_NONE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	const struct {
+		const struct vfio_region_info *r;
+		const char *name;
+		uint64_t off;
+		size_t len;
+		int want;
+	} c[] = {
+		{ &self->d->cfg, "config", CFG_SIZE - 2, 4, -EINVAL },
+		{ &self->d->cfg, "config", CFG_SIZE, 1, -EINVAL },
+		{ &self->d->cfg, "config", 0, CFG_SIZE + 1, -EINVAL },
+		{ &self->d->cfg, "config", PCI_INTERRUPT_LINE, 1, -EFAULT },
+		{ &self->d->bar0, "BAR0", MBLIT_REG_SCRATCH0 + 1, 2, -EINVAL },
+		{ &self->d->bar0, "BAR0", MBLIT_BAR0_SIZE, 4, -EINVAL },
+		{ &self->d->bar0, "BAR0", MBLIT_REG_SCRATCH0, 8, -EFAULT },
+		{ &self->d->bar2, "BAR2", self->d->bar2.size - 2, 4, -EINVAL },
+		{ &self->d->bar2, "BAR2", 0, 4, -EFAULT },
+	};
+	unsigned int i;
+
+	ASSERT_NE(MAP_FAILED, bad);
+	for (i = 0; i < ARRAY_SIZE(c); i++) {
+		EXPECT_EQ(c[i].want, acc(self->d, c[i].r, true, c[i].off, bad,
+					 c[i].len))
+			TH_LOG("%s write of %zu bytes at %#llx from a faulting buffer",
+			       c[i].name, c[i].len,
+			       (unsigned long long)c[i].off);
+		EXPECT_EQ(c[i].want, acc(self->d, c[i].r, false, c[i].off, bad,
+					 c[i].len))
+			TH_LOG("%s read of %zu bytes at %#llx into a faulting buffer",
+			       c[i].name, c[i].len,
+			       (unsigned long long)c[i].off);
+	}
+	/* Nothing was written. */
+	EXPECT_EQ(0, cfg_rd(_metadata, self->d, PCI_INTERRUPT_LINE, 1));
+	munmap(bad, 4096);
+}
+
 TEST_F(regions, config_bar_sizing)
 {
 	struct mdev_dev *devs[2];

@@ -856,6 +856,12 @@ impl vfio::Ops for MblitDevice {
         let len = input.len();
         match u32::try_from(index).map_err(|_| EINVAL)? {
             uapi::PCI_CONFIG_REGION_INDEX => {
+                // Validate before copying: a bad access is EINVAL even if
+                // its buffer faults.
+                let end = offset.checked_add(len as u64).ok_or(EINVAL)?;
+                if len == 0 || end > u64::from(CONFIG_SIZE) {
+                    return Err(EINVAL);
+                }
                 let mut buf = [0u8; CONFIG_SIZE as usize];
                 let buf = buf.get_mut(..len).ok_or(EINVAL)?;
                 input.read_slice(buf)?;
