@@ -5159,9 +5159,11 @@ static void fz_sizes_exact(struct fuzz *z, struct fdev *F, uint64_t pending)
 	if (ret != 4 || (st & MBLIT_STATUS_BUSY))
 		return;		/* the engine may write device memory */
 	if (F->save_stopped) {
-		/* Between records, before the device record was read out. */
-		if (F->rec_ok != F->rec.len || F->rec_ndev)
-			return;
+		/*
+		 * Anywhere in the stream, the device record half read or
+		 * read out included: what is left (it once counted the
+		 * device record again after it had been queued).
+		 */
 		ret = mig_data_size(DFD(s), &size);
 		if (!fexpect(z, F_PRECOPY, ret, 0, "MIG_DATA_SIZE"))
 			return;

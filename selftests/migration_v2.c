@@ -491,6 +491,68 @@ static const char *const case_name[] = {
 	"the stream twice",
 };
 
+/*
+ * Regression (found by uapi_fuzz.random_sequences): in STOP_COPY,
+ * MIG_DATA_SIZE counted the device record a second time once it was
+ * queued, and still said 556 after the whole stream had been read.  It is
+ * the bytes the stream has still to deliver (docs/migration.md §3.1): each
+ * read takes exactly its count off, down to 0 at the end of the stream,
+ * through a PRE_COPY start and through STOP -> STOP_COPY.
+ */
+TEST_F_TIMEOUT(mig, mig_data_size_counts_down_to_0_in_stop_copy, 600)
+{
+	struct mb_dev *d = &self->d[0];
+	uint8_t page[MB_PAGE], *buf;
+	uint64_t before, after, total;
+	unsigned int i, k, pass;
+	ssize_t n;
+	int fd;
+
+	mb_open(_metadata, d, "mblit-16m", variant->backend);
+	buf = malloc(MB_MIB);
+	ASSERT_NE(NULL, buf);
+	for (i = 0; i < 300; i++) {
+		memset(page, i + 1, sizeof(page));
+		mb_bar2_wr(_metadata, d, (uint64_t)(i * 13 % 4096) * MB_PAGE,
+			   page, MB_PAGE);
+	}
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 0) {
+			set_ok(_metadata, d, VFIO_DEVICE_STATE_STOP, NULL, false);
+			set_ok(_metadata, d, VFIO_DEVICE_STATE_STOP_COPY, &fd,
+			       true);
+		} else {
+			set_ok(_metadata, d, VFIO_DEVICE_STATE_PRE_COPY, &fd,
+			       true);
+			/* A part of the initial pass, then stop. */
+			ASSERT_LT(0, read(fd, buf, 100 * 4104));
+			set_ok(_metadata, d, VFIO_DEVICE_STATE_STOP_COPY, NULL,
+			       false);
+		}
+		self->fds[0] = fd;
+		ASSERT_EQ(0, mig_data_size(DFD(d), &before));
+		total = 0;
+		for (k = 0;; k++) {
+			n = read(fd, buf, mig_odd_sizes[k % MIG_NODD]);
+			ASSERT_LE(0, n) TH_LOG("read: %s", strerror(errno));
+			ASSERT_EQ(0, mig_data_size(DFD(d), &after));
+			EXPECT_EQ(before - n, after)
+				TH_LOG("pass %u: %zd bytes read at %llu of the stream",
+				       pass, n, (unsigned long long)total);
+			if (!n)
+				break;
+			total += n;
+			before = after;
+		}
+		EXPECT_EQ(0, after) TH_LOG("pass %u: the stream has ended", pass);
+		close(fd);
+		self->fds[0] = -1;
+		set_ok(_metadata, d, VFIO_DEVICE_STATE_STOP, NULL, false);
+		set_ok(_metadata, d, VFIO_DEVICE_STATE_RUNNING, NULL, false);
+	}
+	free(buf);
+}
+
 TEST_F_TIMEOUT(mig, hostile_resume, 600)
 {
 	struct mb_dev *src = &self->d[0], *dst = &self->d[1], *oth = &self->d[2];

@@ -247,13 +247,20 @@ impl SaveStream {
         (initial, dirty)
     }
 
-    /// Bytes a STOP_COPY from now would produce.
+    /// Bytes a STOP_COPY from now would produce: what is pending, and the
+    /// final device record unless it is already queued (then `pending`
+    /// counts what is left of it) or read.
     fn stop_copy_size(&self) -> usize {
         let inner = self.inner.lock();
         let (initial, dirty) = self.pending(&inner);
+        let last = if !inner.stopped || inner.last.is_some() {
+            state::encoded_len(0)
+        } else {
+            0
+        };
         usize::try_from(initial.saturating_add(dirty))
             .unwrap_or(usize::MAX)
-            .saturating_add(state::encoded_len(0))
+            .saturating_add(last)
     }
 }
 
