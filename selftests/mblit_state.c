@@ -12,6 +12,7 @@
  */
 #include "kselftest_harness.h"
 #include "mblit_dev.h"
+#include "mblit_regs.h"
 #include "mblit_state_fmt.h"
 
 #define NDEV		3
@@ -77,28 +78,8 @@ static struct mb_dev *open_dev(struct __test_metadata *_metadata,
 /* ---- the state format (docs/migration.md §1) --------------------------- */
 
 /* BAR0 registers in the REGS section's order (regs::REGS). */
-static const struct { uint32_t off; int w; const char *name; } regs[] = {
-	{ MBLIT_REG_ID, 4, "ID" },
-	{ MBLIT_REG_VERSION, 4, "VERSION" },
-	{ MBLIT_REG_CTRL, 4, "CTRL" },
-	{ MBLIT_REG_STATUS, 4, "STATUS" },
-	{ MBLIT_REG_RING_BASE, 8, "RING_BASE" },
-	{ MBLIT_REG_RING_SIZE, 4, "RING_SIZE" },
-	{ MBLIT_REG_RING_HEAD, 4, "RING_HEAD" },
-	{ MBLIT_REG_RING_TAIL, 4, "RING_TAIL" },
-	{ MBLIT_REG_INT_STATUS, 4, "INT_STATUS" },
-	{ MBLIT_REG_INT_MASK, 4, "INT_MASK" },
-	{ MBLIT_REG_FENCE_LAST, 8, "FENCE_LAST" },
-	{ MBLIT_REG_CMD_COUNT, 8, "CMD_COUNT" },
-	{ MBLIT_REG_BYTE_COUNT, 8, "BYTE_COUNT" },
-	{ MBLIT_REG_ERR_INDEX, 4, "ERR_INDEX" },
-	{ MBLIT_REG_ERR_ADDR, 8, "ERR_ADDR" },
-	{ MBLIT_REG_SCRATCH0, 8, "SCRATCH0" },
-	{ MBLIT_REG_SCRATCH1, 8, "SCRATCH1" },
-	{ MBLIT_REG_SCRATCH2, 8, "SCRATCH2" },
-	{ MBLIT_REG_SCRATCH3, 8, "SCRATCH3" },
-};
-#define NREGS		ARRAY_SIZE(regs)
+static const struct mb_reg *const regs = mb_regs;
+#define NREGS		MB_NREGS
 /* (never NULL; the check keeps gcc's format checker quiet) */
 #define RNAME(i)	(regs[i].name ? regs[i].name : "?")
 enum { R_ID, R_VERSION, R_CTRL, R_STATUS, R_RING_BASE, R_RING_SIZE,
