@@ -7,7 +7,7 @@
 KDIR ?= $(shell scripts/kdir)/build
 KMAKE_ARGS := $(shell . scripts/env.sh && mblit_kmake_args)
 
-.PHONY: all module setup host-test fuzz check test demo stress clean
+.PHONY: all module setup host-test fuzz check test demo stress golden clean
 
 all: module
 
@@ -53,6 +53,12 @@ stress: module
 		--only mblit_stress --env MBLIT_STRESS_SECS=$(STRESS_SECS) \
 		--env MBLIT_FUZZ_SECS=$(STRESS_SECS) \
 		$(if $(SEED),--env MBLIT_SEED=$(SEED)) $(CURDIR)/mblit.ko
+
+# The golden device states of this build's state format version, into
+# selftests/golden/v<N>/ (docs/migration.md §1.9): run once by the change
+# that defines a format version; it refuses to overwrite existing ones.
+golden: module
+	scripts/golden-gen $(CURDIR)/mblit.ko
 
 # The migration demo: one VM boot that migrates a running workload between
 # two mdevs through the DEVICE_STATE region and checks the result.

@@ -474,8 +474,10 @@ impl RawRecord {
                 e.extend([StateError::BadSection, StateError::BadLength]);
             }
         }
-        if f.version.is_some_and(|v| v != 1) {
-            e.push(StateError::BadVersion);
+        match f.version {
+            Some(v) if v > 1 => e.push(StateError::NewerVersion(v)),
+            Some(0) => e.push(StateError::BadVersion),
+            _ => {}
         }
         if self.type_id != type_id {
             e.push(StateError::WrongType);

@@ -70,7 +70,9 @@ fn reference_peek(h: &Header, type_id: u32, vram_size: u64) -> Result<RecordInfo
         PAGES_MAGIC => RecordKind::Pages,
         _ => return Err(vec![StateError::BadMagic]),
     };
-    if h.version != 1 {
+    if h.version > 1 {
+        e.push(StateError::NewerVersion(h.version));
+    } else if h.version < 1 {
         e.push(StateError::BadVersion);
     }
     if h.type_id != type_id {

@@ -9,6 +9,7 @@
 #include <linux/vfio.h>
 #include <linux/mdev.h>
 #include <linux/memcontrol.h>
+#include <linux/ratelimit.h>
 #include <linux/sched/mm.h>
 
 #include "helpers.h"
@@ -78,4 +79,17 @@ struct mem_cgroup *mblit_memcg_enter(struct mem_cgroup *memcg)
 void mblit_memcg_leave(struct mem_cgroup *old)
 {
 	set_active_memcg(old);
+}
+
+/*
+ * Whether a message a user can provoke may be logged now: one ratelimit
+ * state (DEFAULT_RATELIMIT_INTERVAL, _BURST) for all of the module's such
+ * messages, so no user can flood the kernel log.
+ */
+bool mblit_log_ratelimit(void)
+{
+	static DEFINE_RATELIMIT_STATE(rs, DEFAULT_RATELIMIT_INTERVAL,
+				      DEFAULT_RATELIMIT_BURST);
+
+	return __ratelimit(&rs);
 }

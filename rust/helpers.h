@@ -48,5 +48,6 @@ struct mem_cgroup *mblit_memcg_of_current(void);
 void mblit_memcg_put(struct mem_cgroup *memcg);
 struct mem_cgroup *mblit_memcg_enter(struct mem_cgroup *memcg);
 void mblit_memcg_leave(struct mem_cgroup *old);
+bool mblit_log_ratelimit(void);
 
 #endif /* MBLIT_RUST_HELPERS_H */

@@ -17,6 +17,15 @@ pub(crate) mod vfio;
 
 use kernel::prelude::*;
 
+/// Whether a log message that a user can provoke may be printed now: one
+/// shared rate limit (the kernel's default interval and burst) keeps any
+/// user from flooding the kernel log.
+pub(crate) fn log_ratelimit() -> bool {
+    // SAFETY: `mblit_log_ratelimit` takes no arguments and only updates its
+    // own static ratelimit state, under that state's lock.
+    unsafe { bindings::mblit_log_ratelimit() }
+}
+
 /// Checks that the generated bindings agree with the C compiler about the
 /// layout of the structures the driver embeds or reaches into.
 ///

@@ -455,7 +455,8 @@ impl MblitDevice {
     /// Validates `blob` completely, then replaces the device state with it.
     /// On error nothing has changed.
     fn restore_state(&self, st: &mut State, blob: &[u8]) -> Result {
-        let decoded = state::decode(blob, self.type_id, self.vram_size).map_err(|_| EINVAL)?;
+        let decoded =
+            state::decode(blob, self.type_id, self.vram_size).map_err(migration::refusal)?;
         let s = &decoded.state;
         // decode() checked the config image against this type's read-only
         // bits and the ring; these cannot fail now.

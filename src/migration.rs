@@ -30,7 +30,7 @@ use crate::{
     },
     logic::{
         mig::MigState,
-        state::{self, DeviceState, RecordKind, HEADER_LEN, PAGE, PAGES_CHUNK_MAX},
+        state::{self, DeviceState, RecordKind, StateError, HEADER_LEN, PAGE, PAGES_CHUNK_MAX},
     },
     vram::Vram,
 };
@@ -39,6 +39,26 @@ use kernel::{
     prelude::*,
     sync::{Arc, Mutex},
 };
+
+/// The errno for a state record a receiver refuses (docs/migration.md
+/// §1.8): `EPROTONOSUPPORT` for a format version newer than this build's,
+/// with a (rate-limited) log line naming both versions; `EINVAL` for any
+/// other fault.
+pub(crate) fn refusal(e: StateError) -> Error {
+    match e {
+        StateError::NewerVersion(found) => {
+            if crate::kapi::log_ratelimit() {
+                pr_info!(
+                    "refused device state of format version {found}: this driver reads versions {} to {}\n",
+                    state::OLDEST_VERSION,
+                    state::FORMAT_VERSION
+                );
+            }
+            EPROTONOSUPPORT
+        }
+        _ => EINVAL,
+    }
+}
 
 /// Bytes a `data_fd` write copies in at a time.
 const WRITE_BOUNCE: usize = 64 * 1024;
@@ -389,7 +409,7 @@ impl ResumeStream {
             match inner.need {
                 None => {
                     let info = state::peek_record(&inner.buf, dev.type_id(), dev.vram_size())
-                        .map_err(|_| EINVAL)?;
+                        .map_err(refusal)?;
                     let more = info.len.checked_sub(inner.buf.len()).ok_or(EINVAL)?;
                     inner.buf.reserve(more, GFP_KERNEL_ACCOUNT)?;
                     inner.need = Some((info.len, info.kind));
@@ -413,7 +433,7 @@ impl ResumeStream {
         match kind {
             RecordKind::Pages => {
                 let chunk = state::decode_pages_chunk(&inner.buf, type_id, vram_size)
-                    .map_err(|_| EINVAL)?;
+                    .map_err(refusal)?;
                 dev.with_vram_mut(|v| {
                     chunk
                         .pages()
@@ -421,7 +441,7 @@ impl ResumeStream {
                 })
             }
             RecordKind::Device => {
-                let decoded = state::decode(&inner.buf, type_id, vram_size).map_err(|_| EINVAL)?;
+                let decoded = state::decode(&inner.buf, type_id, vram_size).map_err(refusal)?;
                 dev.with_vram_mut(|v| {
                     decoded
                         .pages()

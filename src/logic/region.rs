@@ -52,8 +52,9 @@ uapi_consts! {
 
     /// The header's magic: the bytes `"MBST"` in little-endian order.
     pub const STATE_MAGIC: u32 = 0x5453_424d;
-    /// The state format version the header reports.
-    pub const STATE_FORMAT_VERSION: u32 = 1;
+    /// The state format version the header reports: the version of the
+    /// records this build writes.
+    pub const STATE_FORMAT_VERSION: u32 = super::state::FORMAT_VERSION;
 }
 
 /// The run-control byte's states.

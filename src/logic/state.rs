@@ -33,9 +33,17 @@ pub const PAGE: usize = 4096;
 /// [`PAGE`] as a `u64`: a non-zero constant divisor.
 const PAGE_U64: u64 = PAGE as u64;
 
-/// Format version of both record kinds. Any change of layout or meaning is
-/// a new version; decoders accept only their own.
+/// Format version of both record kinds, the version this build writes.
+/// Any change of layout or meaning is a new version (docs/migration.md
+/// §1.8). The magic and version words at offsets 0 and 4 of the header
+/// stay where they are in every version, so that any build can tell which
+/// version a record has.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The oldest format version this build still reads. A build that bumps
+/// [`FORMAT_VERSION`] keeps a decoder for every version from this one on,
+/// and the golden streams of each (`selftests/golden/`) keep passing.
+pub const OLDEST_VERSION: u32 = 1;
 
 /// Magic of a device record: the bytes `"MBSV"`. (The DEVICE_STATE region
 /// header's magic is `"MBST"`; the two are deliberately different.)
@@ -107,8 +115,10 @@ pub enum StateError {
     Truncated,
     /// Not the magic of the record kind expected.
     BadMagic,
-    /// Not [`FORMAT_VERSION`].
+    /// Older than [`OLDEST_VERSION`] (0 is no version at all).
     BadVersion,
+    /// Newer than this build's [`FORMAT_VERSION`]: the version found.
+    NewerVersion(u32),
     /// The record is for another mdev type.
     WrongType,
     /// The record is for another device-memory size.
@@ -751,7 +761,10 @@ pub fn peek_record(input: &[u8], type_id: u32, vram_size: u64) -> Result<RecordI
 
 /// Version, type and device-memory size of a header.
 fn check_common(h: &RawHeader, type_id: u32, vram_size: u64) -> Result<(), StateError> {
-    if h.version != FORMAT_VERSION {
+    if h.version > FORMAT_VERSION {
+        return Err(StateError::NewerVersion(h.version));
+    }
+    if h.version < OLDEST_VERSION {
         return Err(StateError::BadVersion);
     }
     if h.type_id != type_id {
@@ -1399,10 +1412,14 @@ mod tests {
             tampered(&b, |v| put32(v, 0, super::super::region::STATE_MAGIC)),
             Err(StateError::BadMagic)
         );
-        for ver in [0, 2, u32::MAX] {
+        assert_eq!(
+            tampered(&b, |v| put32(v, 4, 0)),
+            Err(StateError::BadVersion)
+        );
+        for ver in [FORMAT_VERSION + 1, u32::MAX] {
             assert_eq!(
                 tampered(&b, |v| put32(v, 4, ver)),
-                Err(StateError::BadVersion)
+                Err(StateError::NewerVersion(ver))
             );
         }
         assert_eq!(
@@ -1751,7 +1768,7 @@ mod tests {
             decode_pages_chunk(&v, TYPE, VRAM).map(|d| d.npages())
         };
         assert_eq!(t(&|v| put32(v, 0, DEVICE_MAGIC)), Err(BadMagic));
-        assert_eq!(t(&|v| put32(v, 4, 2)), Err(BadVersion));
+        assert_eq!(t(&|v| put32(v, 4, 2)), Err(NewerVersion(2)));
         assert_eq!(t(&|v| put32(v, 8, 256)), Err(WrongType));
         assert_eq!(t(&|v| put64(v, 16, 256 << 20)), Err(WrongVramSize));
         assert_eq!(t(&|v| put32(v, 12, 1)), Err(BadLength));
@@ -1796,7 +1813,7 @@ mod tests {
             peek_record(&v, TYPE, VRAM)
         };
         assert_eq!(p(&d, &|v| v[3] = 0), Err(BadMagic));
-        assert_eq!(p(&d, &|v| put32(v, 4, 9)), Err(BadVersion));
+        assert_eq!(p(&d, &|v| put32(v, 4, 9)), Err(NewerVersion(9)));
         assert_eq!(p(&d, &|v| put32(v, 8, 9)), Err(WrongType));
         assert_eq!(p(&d, &|v| put64(v, 16, 9)), Err(WrongVramSize));
         assert_eq!(p(&d, &|v| put32(v, 12, 4)), Err(BadSection));
