@@ -57,7 +57,7 @@ static void emit_bin(const char *name, const uint8_t *p, size_t len)
 }
 
 static void emit_text(const char *name, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+	__printf(2, 3);
 
 static void emit_text(const char *name, const char *fmt, ...)
 {

@@ -73,7 +73,8 @@
  *                                      a count <= the bytes before a fault;
  *                                      ended file: exactly ENODEV; resume
  *                                      file: exactly EBADF
- *   data_fd write                      EINVAL, ENODEV, ENOMEM (and EFAULT if
+ *   data_fd write                      EINVAL, EPROTONOSUPPORT (a damaged
+ *                                      version), ENODEV, ENOMEM (and EFAULT if
  *                                      the first byte faults); otherwise
  *                                      the whole count, or exactly the bytes
  *                                      before a fault; ended file: ENODEV
@@ -87,7 +88,8 @@
  *                                      file: exactly EINVAL
  *   MIGRATION, MIG_DATA_SIZE           none (flags and size sane)
  *   run-control write                  STOPPED: EBUSY, ENOMEM; RUNNING:
- *                                      EBUSY, EINVAL (refused state),
+ *                                      EBUSY, EINVAL or EPROTONOSUPPORT
+ *                                      (refused state),
  *                                      ENOMEM; other values: exactly EINVAL
  *   run-control read                   EBUSY
  *   snapshot save and restore          EBUSY, EINVAL, ENOMEM; a snapshot
@@ -324,13 +326,13 @@ static unsigned int pick(struct rng *r, const unsigned int *w, unsigned int n)
 enum {
 	B_OK, B_SHORT, B_EOF, B_EINVAL, B_EBUSY, B_ENODEV, B_EFAULT, B_ENOMSG,
 	B_EAGAIN, B_ENOMEM, B_EBADF, B_ENOTTY, B_E2BIG, B_EOVERFLOW, B_EEXIST,
-	B_ENOENT, B_ESPIPE, B_OTHER, NBUCKETS
+	B_ENOENT, B_ESPIPE, B_EPROTONOSUPPORT, B_OTHER, NBUCKETS
 };
 
 static const char *const bucket_name[NBUCKETS] = {
 	"ok", "short", "eof", "EINVAL", "EBUSY", "ENODEV", "EFAULT", "ENOMSG",
 	"EAGAIN", "ENOMEM", "EBADF", "ENOTTY", "E2BIG", "EOVERFLOW", "EEXIST",
-	"ENOENT", "ESPIPE", "other",
+	"ENOENT", "ESPIPE", "EPROTONOSUPPORT", "other",
 };
 
 static int bucket_of_errno(int e)
@@ -350,6 +352,7 @@ static int bucket_of_errno(int e)
 	case EEXIST: return B_EEXIST;
 	case ENOENT: return B_ENOENT;
 	case ESPIPE: return B_ESPIPE;
+	case EPROTONOSUPPORT: return B_EPROTONOSUPPORT;
 	}
 	return B_OTHER;
 }
@@ -2056,8 +2059,10 @@ static void op_mig_write(struct worker *w, struct sdev *s)
 		check(w, ret ? ret : -EIO, E(ENODEV, EFAULT), "write of an ended data_fd");
 	else if (stale)
 		check_is(w, ret, ENODEV, "write of an ended data_fd");
-	else if (check(w, ret, fault && !k ? E(EINVAL, ENODEV, ENOMEM, EFAULT) :
-				     E(EINVAL, ENODEV, ENOMEM), "data_fd write") &&
+	else if (check(w, ret, fault && !k ?
+				E(EINVAL, EPROTONOSUPPORT, ENODEV, ENOMEM, EFAULT) :
+				E(EINVAL, EPROTONOSUPPORT, ENODEV, ENOMEM),
+		       "data_fd write") &&
 		 ret >= 0 && (size_t)ret != (fault ? k : len))
 		wfail(w, "write of %zu bytes (fault after %zu) returned %ld",
 		      len, fault ? k : len, ret);
@@ -2184,8 +2189,9 @@ static void op_mig_info(struct worker *w, struct sdev *s)
 		wfail(w, "device state %d", ret);
 	wop(w, OP_MIG_INFO, s, "MIG_DATA_SIZE");
 	ret = mig_data_size(DFD(s), &size);
+	/* 0 once a STOP_COPY stream has been read to its end. */
 	if (check_is(w, ret, 0, "MIG_DATA_SIZE") &&
-	    (size < REC_DEV_LEN(0) || size > full + REC_PAGES_LEN(256) + REC_DEV_LEN(0)))
+	    size > full + REC_PAGES_LEN(256) + REC_DEV_LEN(0))
 		wfail(w, "MIG_DATA_SIZE %llu (device memory needs at most %llu)",
 		      (unsigned long long)size, (unsigned long long)full);
 	leave(s);
@@ -2233,7 +2239,8 @@ static void op_runctl(struct worker *w, struct sdev *s)
 	case 3:
 		wop(w, OP_RUNCTL, s, "write RUNNING");
 		ret = mb_runctl_set(&s->d, &s->sr, RUNNING);
-		check(w, ret, E(EBUSY, EINVAL, ENOMEM), "run-control RUNNING");
+		check(w, ret, E(EBUSY, EINVAL, EPROTONOSUPPORT, ENOMEM),
+		      "run-control RUNNING");
 		break;
 	default:
 		if (pct(r, 50)) {
@@ -2331,7 +2338,8 @@ static void op_state_save(struct worker *w, struct sdev *s)
 			goto out;
 	}
 	ret = mb_runctl_set(&s->d, &s->sr, RUNNING);
-	if (check(w, ret, E(EBUSY, EINVAL, ENOMEM), "run-control RUNNING") &&
+	if (check(w, ret, E(EBUSY, EINVAL, EPROTONOSUPPORT, ENOMEM),
+		  "run-control RUNNING") &&
 	    !ret && variant < 3 && size)
 		COUNT(S.n_restores);
 out:
@@ -3938,11 +3946,17 @@ static void fz_runctl(struct fuzz *z, struct fdev *F, uint8_t v, int kind,
 	else if (v == STOPPED || !F->stopped || F->incoming < 2)
 		want = 0;
 	else if (F->incoming == 2)
-		want = EINVAL;		/* the incoming state is refused */
+		want = -2;		/* the incoming state is refused */
 	else
 		want = -1;		/* refused, or there was none */
-	if (want < 0) {
-		if (!fexpect_any(z, op, ret, E(SUCCESS, EINVAL),
+	if (want == -2) {
+		/* EPROTONOSUPPORT if the damage made the version newer. */
+		if (!fexpect_any(z, op, ret, E(EINVAL, EPROTONOSUPPORT),
+				 "run-control RUNNING with a damaged state"))
+			return;
+		want = EINVAL;
+	} else if (want < 0) {
+		if (!fexpect_any(z, op, ret, E(SUCCESS, EINVAL, EPROTONOSUPPORT),
 				 "run-control RUNNING after a faulting state write"))
 			return;
 		want = ret < 0 ? EINVAL : 0;
@@ -4833,7 +4847,11 @@ static void fz_feature(struct fuzz *z, struct fdev *F)
 			      (uint32_t)p64[0], mig_state_name(F->v2));
 		break;
 	case VFIO_DEVICE_FEATURE_MIG_DATA_SIZE:
-		if (p64[0] < REC_DEV_LEN(0) ||
+		/*
+		 * In STOP_COPY, what is left: less than a device record
+		 * once that is being read, 0 at the end of the stream.
+		 */
+		if ((p64[0] < REC_DEV_LEN(0) && !F->save_stopped) ||
 		    p64[0] > 2 * mig_mblit_stream_len(F->s.npages) + REC_DEV_LEN(0) +
 			     REC_PAGES_LEN(256))
 			ffail(z, "MIG_DATA_SIZE %llu", (unsigned long long)p64[0]);
@@ -5120,11 +5138,12 @@ static void fz_data_write(struct fuzz *z, struct fdev *F)
 	if (want >= 0) {
 		if (!fexpect(z, F_DATA_WRITE, ret, want, "RESUMING write"))
 			return;
-	} else if (!fexpect_any(z, F_DATA_WRITE, ret, E(SUCCESS, EINVAL),
+	} else if (!fexpect_any(z, F_DATA_WRITE, ret,
+				E(SUCCESS, EINVAL, EPROTONOSUPPORT),
 				"RESUMING write of damaged data")) {
 		return;
 	}
-	if (ret == -EINVAL) {
+	if (ret == -EINVAL || ret == -EPROTONOSUPPORT) {
 		F->rs_bad = 2;
 		return;
 	}
