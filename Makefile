@@ -4,7 +4,15 @@
 #   make -C $(KDIR) M=$(CURDIR)
 # KDIR defaults to the cached test kernel that scripts/setup builds.
 
-KDIR ?= $(shell scripts/kdir)/build
+# KVER=7.2 builds and tests against that kernel release instead of the
+# default (scripts/env.sh); each release has its own cached kernel.
+ifneq ($(KVER),)
+export MBLIT_KVER_MAJOR := $(KVER)
+endif
+# $(shell) does not see make's exports (make < 4.4): pass it on by hand.
+KENV := $(if $(KVER),MBLIT_KVER_MAJOR=$(KVER))
+
+KDIR ?= $(shell $(KENV) scripts/kdir)/build
 KMAKE_ARGS := $(shell . scripts/env.sh && mblit_kmake_args)
 
 .PHONY: all module setup host-test fuzz check test demo stress golden clean

@@ -10,7 +10,6 @@ use super::bindings;
 use core::{marker::PhantomData, ptr::NonNull};
 use kernel::{
     error::{from_err_ptr, from_result},
-    module::{this_module, ModuleMetadata},
     prelude::*,
     sync::Arc,
     types::ForeignOwnable,
@@ -20,9 +19,6 @@ use kernel::{
 /// What a data file does. The file owns an `Arc<Self>` until it is
 /// released; everything here runs in process context.
 pub(crate) trait Stream: Send + Sync + Sized + 'static {
-    /// The module whose code serves the file (kept loaded while it is open).
-    type OwnerModule: ModuleMetadata;
-
     /// `read(2)`: fill `out` with the next bytes of the stream; return how
     /// many were copied (a fault after some bytes is a short read).
     fn read(&self, out: &mut StreamOut) -> Result<usize>;
@@ -191,7 +187,8 @@ struct VTable<S: Stream>(PhantomData<S>);
 
 impl<S: Stream> VTable<S> {
     const FOPS: bindings::file_operations = bindings::file_operations {
-        owner: this_module::<S::OwnerModule>().as_ptr(),
+        // This module serves the file: it stays loaded while it is open.
+        owner: super::compat::this_module_ptr(),
         read: Some(Self::read),
         write: Some(Self::write),
         poll: Some(Self::poll),

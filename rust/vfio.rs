@@ -75,17 +75,17 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
     /// [`Device::mig_next_state`] to walk it), returning the data file
     /// the new state hands out, if any.
     fn mig_set_state(_dev: &Device<Self>, _new: u32) -> Result<Option<DataFile>> {
-        Err(EOPNOTSUPP)
+        Err(super::compat::eopnotsupp())
     }
 
     /// The current v2 state.
     fn mig_get_state(_dev: &Device<Self>) -> Result<u32> {
-        Err(EOPNOTSUPP)
+        Err(super::compat::eopnotsupp())
     }
 
     /// Estimated bytes a STOP_COPY from now would produce.
     fn mig_data_size(_dev: &Device<Self>) -> Result<usize> {
-        Err(EOPNOTSUPP)
+        Err(super::compat::eopnotsupp())
     }
 
     /// Whether the device offers DMA logging (`vfio_log_ops`). It is only
@@ -97,12 +97,12 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
     /// non-overlapping) `ranges` as `(first, last)` IOVAs; may change
     /// `page_size`.
     fn log_start(_dev: &Device<Self>, _ranges: &[(u64, u64)], _page_size: &mut u64) -> Result {
-        Err(EOPNOTSUPP)
+        Err(super::compat::eopnotsupp())
     }
 
     /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP`.
     fn log_stop(_dev: &Device<Self>) -> Result {
-        Err(EOPNOTSUPP)
+        Err(super::compat::eopnotsupp())
     }
 
     /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT` for `[iova, iova +
@@ -114,7 +114,7 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
         _length: u64,
         _dirty: &mut IovaBitmap<'_>,
     ) -> Result {
-        Err(EOPNOTSUPP)
+        Err(super::compat::eopnotsupp())
     }
 }
 
@@ -194,7 +194,7 @@ impl<T: Ops> Device<T> {
         unsafe { bindings::mblit_init_work((*this).work.get(), Some(VTable::<T>::work)) };
         // SAFETY: `this` is a zeroed allocation of `Device<T>` that nobody
         // else uses yet; `data` is pinned there until `release`.
-        let ret = unsafe { pin_init::raw_try_init((*this).data.as_mut_ptr(), init) };
+        let ret = unsafe { super::compat::init_slot((*this).data.as_mut_ptr(), init) };
         if let Err(e) = ret {
             // SAFETY: drops the only reference; `live` is false so
             // `release` leaves `data` alone.

@@ -55,8 +55,8 @@ struct MblitModule {
 
 impl kernel::InPlaceModule for MblitModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        let budget = module_parameters::mem_budget_mib.value();
-        let pin_budget = module_parameters::pin_budget.value();
+        let budget: u32 = kapi::compat::param(module_parameters::mem_budget_mib.value());
+        let pin_budget: u32 = kapi::compat::param(module_parameters::pin_budget.value());
         try_pin_init!(Self {
             mdev <- {
                 kapi::check_layout()?;

@@ -25,6 +25,7 @@
 use crate::{
     device::MblitDevice,
     kapi::{
+        compat,
         datafile::{DataFile, Stream, StreamIn, StreamOut},
         vfio::{self, uapi, Device, DeviceRef},
     },
@@ -54,7 +55,7 @@ pub(crate) fn refusal(e: StateError) -> Error {
                     state::FORMAT_VERSION
                 );
             }
-            EPROTONOSUPPORT
+            compat::eprotonosupport()
         }
         _ => EINVAL,
     }
@@ -285,8 +286,6 @@ impl SaveStream {
 }
 
 impl Stream for SaveStream {
-    type OwnerModule = crate::LocalModule;
-
     fn read(&self, out: &mut StreamOut) -> Result<usize> {
         // What a read that stops early returns: the bytes it copied, or
         // `e` if it copied none.
@@ -305,7 +304,7 @@ impl Stream for SaveStream {
                     Ok(true) => {}
                     Ok(false) if done == 0 && !inner.stopped => {
                         // Pre-copy's temporary end of stream.
-                        return Err(ENOMSG);
+                        return Err(compat::enomsg());
                     }
                     Ok(false) => break,
                     Err(e) => return partial(done, e),
@@ -432,8 +431,8 @@ impl ResumeStream {
         let (type_id, vram_size) = (dev.type_id(), dev.vram_size());
         match kind {
             RecordKind::Pages => {
-                let chunk = state::decode_pages_chunk(&inner.buf, type_id, vram_size)
-                    .map_err(refusal)?;
+                let chunk =
+                    state::decode_pages_chunk(&inner.buf, type_id, vram_size).map_err(refusal)?;
                 dev.with_vram_mut(|v| {
                     chunk
                         .pages()
@@ -467,8 +466,6 @@ impl ResumeStream {
 }
 
 impl Stream for ResumeStream {
-    type OwnerModule = crate::LocalModule;
-
     fn read(&self, _out: &mut StreamOut) -> Result<usize> {
         Err(EINVAL)
     }
