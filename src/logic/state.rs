@@ -105,8 +105,9 @@ const DEVICE_FIXED_LEN: usize = HEADER_LEN
     + 8 // VRAM page count
     + TRAILER_LEN;
 
-/// Why a record could not be encoded or decoded. A receiver answers all
-/// decode errors with `EINVAL`; [`StateError::BufferSize`] and
+/// Why a record could not be encoded or decoded. A receiver answers
+/// [`StateError::NewerVersion`] with `EPROTONOSUPPORT` and every other
+/// decode error with `EINVAL`; [`StateError::BufferSize`] and
 /// [`StateError::PageCount`] from an encoder are caller bugs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateError {
