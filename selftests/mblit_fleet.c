@@ -52,10 +52,8 @@
  *   while v2 holds it in STOP; nothing is stored: a later stop and resume
  *   keeps the device's own state, and it runs on byte-exact.
  *
- * Errnos the documents do not give and that are asserted as the driver
- * answers: EBADF for the wrong direction on a data_fd (the VFS refuses it
- * before the driver); ENODEV for a RESUMING fd after a successful RESUMING
- * -> STOP (docs/migration.md §3 names reset, close and removal).
+ * docs/migration.md §3 gives the errnos for a data_fd used the wrong way
+ * (EBADF, from the VFS) and after its migration ended (ENODEV).
  */
 #include <malloc.h>
 #include <pthread.h>
