@@ -8,20 +8,32 @@
 
 use kernel::prelude::*;
 
+// The driver is safe Rust: every `unsafe` lives in `kapi` (rust/), behind
+// the safe types it exports. The compiler holds every other module to it.
+#[deny(unsafe_code)]
 mod device;
+#[deny(unsafe_code)]
 mod dirty_log;
+#[deny(unsafe_code)]
 mod engine;
+#[deny(unsafe_code)]
 mod irq;
 #[path = "../rust/mod.rs"]
 mod kapi;
 // Its `pub` items are the host crate's API (src/logic/lib.rs); the module
-// uses what it needs.
+// uses what it needs. (src/logic/lib.rs forbids unsafe code on the host.)
 #[allow(dead_code, unreachable_pub)]
+#[deny(unsafe_code)]
 mod logic;
+#[deny(unsafe_code)]
 mod migration;
+#[deny(unsafe_code)]
 mod parent;
+#[deny(unsafe_code)]
 mod pins;
+#[deny(unsafe_code)]
 mod state_region;
+#[deny(unsafe_code)]
 mod vram;
 
 use kapi::{class::ClassDevice, mdev};
