@@ -775,21 +775,6 @@ FIXTURE_TEARDOWN(fleet)
 
 /* ---- fleet.concurrent_v2_migrations ------------------------------------ */
 
-static uint64_t fl_mem_available(void)
-{
-	unsigned long long kb = 0;
-	char line[256];
-	FILE *f = fopen("/proc/meminfo", "re");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb * 1024;
-}
-
 /* Pairs to migrate: all the budget gives, capped (MBLIT_FLEET_PAIRS). */
 static unsigned int fl_pairs_wanted(unsigned int budget_pairs)
 {
@@ -877,7 +862,7 @@ TEST_F_TIMEOUT(fleet, concurrent_v2_migrations, 1800)
 	unsigned int i, n, worst_pair = 0;
 	int avail0, avail;
 
-	mem0 = fl_mem_available();
+	mem0 = mb_mem_available();
 	avail0 = mdev_type_available(FL_TYPE);
 	ASSERT_LE(2 * FL_MIN_PAIRS, avail0)
 		TH_LOG("%s available_instances %d: fewer than %d mdevs",
@@ -982,7 +967,7 @@ TEST_F_TIMEOUT(fleet, concurrent_v2_migrations, 1800)
 		TH_LOG("available_instances after removing all");
 	malloc_trim(0);
 	end = mb_now_ms() + FL_MEM_WAIT_MS;
-	while ((mem = fl_mem_available()) + FL_MEM_SLACK < mem0 &&
+	while ((mem = mb_mem_available()) + FL_MEM_SLACK < mem0 &&
 	       mb_now_ms() < end)
 		mb_sleep_ms(200);
 	ksft_print_msg("fleet: MemAvailable %llu MiB before, %llu MiB after removing all (bound: at most %llu MiB less)\n",

@@ -222,6 +222,30 @@ static void go_on(struct __test_metadata *_metadata, struct mb_dev *d,
 		TH_LOG("%s: CMD_COUNT goes on from the saved one", c->name);
 }
 
+/* Resume @p (a v2 stream) into @d: STOP, RESUMING, write, STOP, RUNNING. */
+static void resume_v2(struct __test_metadata *_metadata, struct mb_dev *d,
+		      const uint8_t *p, size_t len, unsigned int *k)
+{
+	int fd;
+
+	ASSERT_EQ(0, mig_set(d->v.device_fd, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(0, mig_set(d->v.device_fd, VFIO_DEVICE_STATE_RESUMING, &fd));
+	ASSERT_EQ(0, mig_write_stream(fd, p, len, k, NULL));
+	ASSERT_EQ(0, mig_set(d->v.device_fd, VFIO_DEVICE_STATE_STOP, NULL));
+	close(fd);
+	ASSERT_EQ(0, mig_set(d->v.device_fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+}
+
+/* Restore @p (a region state) into @d: STOPPED, write it, RUNNING. */
+static void resume_region(struct __test_metadata *_metadata, struct mb_dev *d,
+			  const struct vfio_region_info *sr, const uint8_t *p,
+			  size_t len)
+{
+	ASSERT_EQ(0, mb_runctl_set(d, sr, MBLIT_RUNCTL_STOPPED));
+	MB_ACC_OK(d, sr, true, MBLIT_STATE_AREA_OFFSET, (void *)p, len);
+	ASSERT_EQ(0, mb_runctl_set(d, sr, MBLIT_RUNCTL_RUNNING));
+}
+
 /* No shared state: the fixture only names the tests golden.*. */
 FIXTURE(golden) {
 	int unused;
@@ -239,7 +263,7 @@ FIXTURE_TEARDOWN(golden)
 TEST_F_TIMEOUT(golden, v2_streams_of_every_version_resume, 300)
 {
 	static struct golden_case c[MAX_CASES];
-	int n = load_cases(_metadata, c, MAX_CASES), i, fd;
+	int n = load_cases(_metadata, c, MAX_CASES), i;
 	struct mb_dev dev, *d = &dev;
 	unsigned int k = 0;
 
@@ -247,17 +271,7 @@ TEST_F_TIMEOUT(golden, v2_streams_of_every_version_resume, 300)
 		TH_LOG("%s: %zu-byte stream", c[i].name, c[i].stream_len);
 		mb_init(d);
 		mb_open(_metadata, d, c[i].g.type, VFIO_BACKEND_TYPE1);
-		ASSERT_EQ(0, mig_set(d->v.device_fd, VFIO_DEVICE_STATE_STOP,
-				     NULL));
-		ASSERT_EQ(0, mig_set(d->v.device_fd,
-				     VFIO_DEVICE_STATE_RESUMING, &fd));
-		ASSERT_EQ(0, mig_write_stream(fd, c[i].stream, c[i].stream_len,
-					      &k, NULL));
-		ASSERT_EQ(0, mig_set(d->v.device_fd, VFIO_DEVICE_STATE_STOP,
-				     NULL));
-		close(fd);
-		ASSERT_EQ(0, mig_set(d->v.device_fd,
-				     VFIO_DEVICE_STATE_RUNNING, NULL));
+		resume_v2(_metadata, d, c[i].stream, c[i].stream_len, &k);
 		check_state(_metadata, d, &c[i], "data_fd");
 		go_on(_metadata, d, &c[i]);
 		mb_close(_metadata, d);
@@ -277,10 +291,7 @@ TEST_F_TIMEOUT(golden, region_states_of_every_version_resume, 300)
 		mb_init(d);
 		mb_open(_metadata, d, c[i].g.type, VFIO_BACKEND_TYPE1);
 		mb_state_region(_metadata, d, &sr);
-		ASSERT_EQ(0, mb_runctl_set(d, &sr, MBLIT_RUNCTL_STOPPED));
-		MB_ACC_OK(d, &sr, true, MBLIT_STATE_AREA_OFFSET, c[i].region,
-			  c[i].region_len);
-		ASSERT_EQ(0, mb_runctl_set(d, &sr, MBLIT_RUNCTL_RUNNING));
+		resume_region(_metadata, d, &sr, c[i].region, c[i].region_len);
 		check_state(_metadata, d, &c[i], "the region");
 		go_on(_metadata, d, &c[i]);
 		mb_close(_metadata, d);
@@ -368,13 +379,7 @@ TEST_F_TIMEOUT(golden, newer_version_is_refused_through_data_fd, 300)
 
 	/* A device reset makes it usable: the right stream now resumes. */
 	ASSERT_EQ(0, ioctl(d->v.device_fd, VFIO_DEVICE_RESET));
-	ASSERT_EQ(0, mig_set(d->v.device_fd, VFIO_DEVICE_STATE_STOP, NULL));
-	ASSERT_EQ(0, mig_set(d->v.device_fd, VFIO_DEVICE_STATE_RESUMING, &fd));
-	ASSERT_EQ(0, mig_write_stream(fd, c[0].stream, c[0].stream_len, NULL,
-				      NULL));
-	ASSERT_EQ(0, mig_set(d->v.device_fd, VFIO_DEVICE_STATE_STOP, NULL));
-	close(fd);
-	ASSERT_EQ(0, mig_set(d->v.device_fd, VFIO_DEVICE_STATE_RUNNING, NULL));
+	resume_v2(_metadata, d, c[0].stream, c[0].stream_len, NULL);
 	check_state(_metadata, d, &c[0], "data_fd after a refused stream");
 	go_on(_metadata, d, &c[0]);
 	free(s);
@@ -425,10 +430,7 @@ TEST_F_TIMEOUT(golden, newer_version_is_refused_through_region, 300)
 	EXPECT_EQ(0x5ca7c401, RD64(MBLIT_REG_SCRATCH2));
 
 	/* The right state now restores. */
-	ASSERT_EQ(0, mb_runctl_set(d, &sr, MBLIT_RUNCTL_STOPPED));
-	MB_ACC_OK(d, &sr, true, MBLIT_STATE_AREA_OFFSET, c[0].region,
-		  c[0].region_len);
-	ASSERT_EQ(0, mb_runctl_set(d, &sr, MBLIT_RUNCTL_RUNNING));
+	resume_region(_metadata, d, &sr, c[0].region, c[0].region_len);
 	check_state(_metadata, d, &c[0], "the region after a refused state");
 	go_on(_metadata, d, &c[0]);
 	free(s);

@@ -1110,21 +1110,6 @@ static struct mblit_desc bad_desc(struct rng *r, uint64_t mem)
 
 /* ---- helpers for the main thread ---------------------------------------------- */
 
-static uint64_t mem_available(void)
-{
-	char line[256];
-	unsigned long long kb = 0;
-	FILE *f = fopen("/proc/meminfo", "re");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb * 1024;
-}
-
 static long module_budget_mib(void)
 {
 	long v;
@@ -3104,7 +3089,7 @@ TEST_F_TIMEOUT(stress, concurrent_surface, STRESS_SECS_DEFAULT + TIMEOUT_MARGIN)
 			TH_LOG("%s available_instances before the test", stress_types[i]);
 	}
 	free0 = avail0[0];	/* MiB not in use */
-	mem0 = mem_available();
+	mem0 = mb_mem_available();
 	TH_LOG("MemAvailable %llu MiB", (unsigned long long)(mem0 / MB_MIB));
 
 	for (i = 0; i < NSDEV; i++) {
@@ -3220,7 +3205,7 @@ TEST_F_TIMEOUT(stress, concurrent_surface, STRESS_SECS_DEFAULT + TIMEOUT_MARGIN)
 	}
 	malloc_trim(0);
 	end = mb_now_ms() + MEM_WAIT_MS;
-	while ((mem = mem_available()) + MEM_SLACK < mem0 && mb_now_ms() < end)
+	while ((mem = mb_mem_available()) + MEM_SLACK < mem0 && mb_now_ms() < end)
 		mb_sleep_ms(200);
 	TH_LOG("MemAvailable %llu MiB (%llu MiB before; the bound is %llu MiB less)",
 	       (unsigned long long)(mem / MB_MIB),
@@ -3765,6 +3750,25 @@ static void fz_bar0(struct fuzz *z, struct fdev *F)
 	}
 }
 
+/*
+ * The user buffer of a region access of @len bytes: a random kind (good,
+ * faulting after *@k bytes, read-only; a write never gets a read-only
+ * one), random bytes in a good one to write.
+ */
+static uint8_t *fz_region_buf(struct fuzz *z, size_t len, bool wr, int *kind,
+			      size_t *k)
+{
+	uint8_t *buf;
+
+	*kind = fz_bufkind(z, len, k);
+	if (*kind == BUF_RO && wr)
+		*kind = BUF_GOOD;
+	buf = fz_buf(z, *kind, len, *k);
+	if (*kind == BUF_GOOD && wr)
+		rnd_fill(&z->r, buf, len);
+	return buf;
+}
+
 static void fz_bar2(struct fuzz *z, struct fdev *F)
 {
 	struct sdev *s = &F->s;
@@ -3794,12 +3798,7 @@ static void fz_bar2(struct fuzz *z, struct fdev *F)
 		valid = false;
 		break;
 	}
-	kind = fz_bufkind(z, len, &k);
-	if (kind == BUF_RO && wr)
-		kind = BUF_GOOD;
-	buf = fz_buf(z, kind, len, k);
-	if (kind == BUF_GOOD && wr)
-		rnd_fill(r, buf, len);
+	buf = fz_region_buf(z, len, wr, &kind, &k);
 	fcall(z, F, "%s %zu bytes at BAR2+%#llx, buffer %s %zu",
 	      wr ? "write" : "read", len, (unsigned long long)off,
 	      buf_kind_name[kind], k);
@@ -4058,12 +4057,7 @@ static void fz_state(struct fuzz *z, struct fdev *F)
 		len = between(r, 1, R - off < 16384 ? R - off : 16384);
 		break;
 	}
-	kind = fz_bufkind(z, len, &k);
-	if (kind == BUF_RO && wr)
-		kind = BUF_GOOD;
-	buf = fz_buf(z, kind, len, k);
-	if (kind == BUF_GOOD && wr)
-		rnd_fill(r, buf, len);
+	buf = fz_region_buf(z, len, wr, &kind, &k);
 	fcall(z, F, "%s %zu bytes at DEVICE_STATE+%#llx, buffer %s %zu",
 	      wr ? "write" : "read", len, (unsigned long long)off,
 	      buf_kind_name[kind], k);

@@ -8,8 +8,9 @@
 
 use kernel::prelude::*;
 
-// The driver is safe Rust: every `unsafe` lives in `kapi` (rust/), behind
-// the safe types it exports. The compiler holds every other module to it.
+// The driver is safe Rust: all FFI and raw-pointer code lives in `kapi`
+// (rust/), behind the safe types it exports; the compiler holds every other
+// module to that.
 #[deny(unsafe_code)]
 mod device;
 #[deny(unsafe_code)]
@@ -21,7 +22,7 @@ mod irq;
 #[path = "../rust/mod.rs"]
 mod kapi;
 // Its `pub` items are the host crate's API (src/logic/lib.rs); the module
-// uses what it needs. (src/logic/lib.rs forbids unsafe code on the host.)
+// uses what it needs. (src/logic/lib.rs holds the host build to the same rule.)
 #[allow(dead_code, unreachable_pub)]
 #[deny(unsafe_code)]
 mod logic;

@@ -911,4 +911,20 @@ static inline uint8_t *mb_state_read(struct __test_metadata *_metadata,
 	return blob;
 }
 
+/* MemAvailable from /proc/meminfo, in bytes; 0 if it cannot be read. */
+static inline uint64_t mb_mem_available(void)
+{
+	unsigned long long kb = 0;
+	char line[256];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
+
 #endif /* MBLIT_DEV_H */
