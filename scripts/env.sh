@@ -6,6 +6,8 @@
 # this machine already built).
 
 MBLIT_KVER_MAJOR=${MBLIT_KVER_MAJOR:-7.3}
+# test: the test kernel, every check on; bench: the benchmark kernel.
+MBLIT_KFLAVOUR=${MBLIT_KFLAVOUR:-test}
 MBLIT_CACHE=${MBLIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mblit}
 MBLIT_BINDGEN_VERSION=0.73.0
 MBLIT_BINDGEN=$MBLIT_CACHE/cargo/bin/bindgen
@@ -13,7 +15,7 @@ LIBCLANG_PATH=/usr/lib/llvm-19/lib
 # Debian's rustc-web ships the library source the kernel needs; the rustup
 # toolchain first on PATH does not.
 MBLIT_RUSTC=/usr/bin/rustc
-export LIBCLANG_PATH MBLIT_CACHE MBLIT_KVER_MAJOR
+export LIBCLANG_PATH MBLIT_CACHE MBLIT_KVER_MAJOR MBLIT_KFLAVOUR
 
 # The make variables every kernel or module build gets.
 mblit_kmake_args() {
