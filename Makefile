@@ -15,7 +15,7 @@ KENV := $(if $(KVER),MBLIT_KVER_MAJOR=$(KVER))
 KDIR ?= $(shell $(KENV) scripts/kdir)/build
 KMAKE_ARGS := $(shell . scripts/env.sh && mblit_kmake_args)
 
-.PHONY: all module setup host-test fuzz check test demo stress golden clean
+.PHONY: all module setup host-test fuzz check test demo stress golden bench clean
 
 all: module
 
@@ -72,6 +72,15 @@ golden: module
 # two mdevs through the DEVICE_STATE region and checks the result.
 demo: module
 	scripts/vm-test --demo $(CURDIR)/mblit.ko
+
+# The benchmarks (scripts/bench): a second cached kernel without the test
+# kernel's checks, mblit built against it, one VM boot; prints a table and
+# writes it as JSON. Never part of make test.
+bench:
+	@if ! MBLIT_KFLAVOUR=bench scripts/kdir --check || \
+	    ! [ -x "$$(. scripts/env.sh; echo $$MBLIT_BINDGEN)" ]; then \
+		MBLIT_KFLAVOUR=bench scripts/setup; fi
+	scripts/bench
 
 clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_ARGS) clean
