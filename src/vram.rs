@@ -17,11 +17,27 @@ pub(crate) const VRAM_PAGE: usize = 4096;
 
 type Page = [u8; VRAM_PAGE];
 
+/// Pages per leaf table: a full leaf is one 4 KiB array of page pointers.
+const LEAF: usize = VRAM_PAGE / core::mem::size_of::<Option<KBox<Page>>>();
+
+/// A leaf table: the pages of `LEAF` consecutive page indices (fewer in
+/// the last leaf of a small memory).
+type Leaf = KVec<Option<KBox<Page>>>;
+
 static ZERO_PAGE: Page = [0; VRAM_PAGE];
 
 /// The device memory of one mdev.
+///
+/// Pages hang off a two-level table whose leaves are allocated with their
+/// first page, so an mdev that has written nothing costs a pointer per
+/// `LEAF` pages (1 KiB for 256 MiB), and written memory costs its pages
+/// plus one pointer each.
 pub(crate) struct Vram {
-    pages: KVVec<Option<KBox<Page>>>,
+    leaves: KVVec<Option<Leaf>>,
+    /// Pages in the memory.
+    npages: usize,
+    /// Pages allocated (written at least once).
+    written: usize,
     size: u64,
     /// One bit per page written since tracking (re)started, while
     /// `tracking` (v2 pre-copy).
@@ -32,14 +48,17 @@ pub(crate) struct Vram {
 impl Vram {
     /// `size` bytes of zeroed device memory (a multiple of [`VRAM_PAGE`]).
     pub(crate) fn new(size: u64) -> Result<Self> {
-        let n = usize::try_from(size).map_err(|_| EINVAL)? / VRAM_PAGE;
-        let mut pages = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
-        for _ in 0..n {
-            pages.push(None, GFP_KERNEL_ACCOUNT)?;
+        let npages = usize::try_from(size).map_err(|_| EINVAL)? / VRAM_PAGE;
+        let nleaves = npages.div_ceil(LEAF);
+        let mut leaves = KVVec::with_capacity(nleaves, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..nleaves {
+            leaves.push(None, GFP_KERNEL_ACCOUNT)?;
         }
-        let dirty = KVVec::from_elem(0u64, n.div_ceil(64), GFP_KERNEL_ACCOUNT)?;
+        let dirty = KVVec::from_elem(0u64, npages.div_ceil(64), GFP_KERNEL_ACCOUNT)?;
         Ok(Self {
-            pages,
+            leaves,
+            npages,
+            written: 0,
             size,
             dirty,
             tracking: false,
@@ -71,12 +90,18 @@ impl Vram {
         }))
     }
 
+    /// Page `index`, if it was ever written.
+    fn get(&self, index: usize) -> Option<&Page> {
+        let leaf = self.leaves.get(index / LEAF)?.as_ref()?;
+        leaf.get(index % LEAF)?.as_deref()
+    }
+
     /// Copies `out.len()` bytes at `offset` into `out`.
     pub(crate) fn read_into(&self, offset: u64, out: &mut [u8]) -> Result {
         let mut done = 0;
         for (page, at, n) in self.chunks(offset, out.len())? {
             let dst = &mut out[done..done + n];
-            match self.pages.get(page).ok_or(EINVAL)? {
+            match self.get(page) {
                 Some(p) => dst.copy_from_slice(&p[at..at + n]),
                 None => dst.fill(0),
             }
@@ -96,31 +121,94 @@ impl Vram {
         Ok(())
     }
 
+    /// Writes the whole page `index` with `data`. A page written for the
+    /// first time is allocated and written once, not zero-filled first
+    /// (restoring a state writes every page this way).
+    pub(crate) fn write_page(&mut self, index: usize, data: &Page) -> Result {
+        let slot = self.slot_mut(index)?;
+        match slot {
+            Some(p) => p.copy_from_slice(data),
+            None => {
+                *slot = Some(KBox::write(KBox::new_uninit(GFP_KERNEL_ACCOUNT)?, *data));
+                self.written += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes whole pages `(index, bytes)` ([`Vram::write_page`]).
+    pub(crate) fn write_pages<'p>(
+        &mut self,
+        pages: impl Iterator<Item = (u64, &'p Page)>,
+    ) -> Result {
+        for (index, page) in pages {
+            self.write_page(usize::try_from(index).map_err(|_| EINVAL)?, page)?;
+        }
+        Ok(())
+    }
+
     /// Page `page`, allocated (zeroed) if it was never written.
     fn page_mut(&mut self, page: usize) -> Result<&mut Page> {
+        let slot = self.slot_mut(page)?;
+        if slot.is_none() {
+            *slot = Some(KBox::init(pin_init::zeroed::<Page>(), GFP_KERNEL_ACCOUNT)?);
+            self.written += 1;
+        }
+        // `slot` is borrowed again: the count above needed `self`.
+        self.slot_mut(page)?.as_deref_mut().ok_or(ENOMEM)
+    }
+
+    /// The slot of page `page`, its leaf allocated if needed; marks the
+    /// page dirty (it is about to be written).
+    fn slot_mut(&mut self, page: usize) -> Result<&mut Option<KBox<Page>>> {
+        if page >= self.npages {
+            return Err(EINVAL);
+        }
         if self.tracking {
             if let Some(w) = self.dirty.get_mut(page / 64) {
                 *w |= 1u64 << (page % 64);
             }
         }
-        let slot = self.pages.get_mut(page).ok_or(EINVAL)?;
-        if slot.is_none() {
-            *slot = Some(KBox::init(pin_init::zeroed::<Page>(), GFP_KERNEL_ACCOUNT)?);
+        let first = page - page % LEAF;
+        let leaf_len = (self.npages - first).min(LEAF);
+        let leaf_slot = self.leaves.get_mut(page / LEAF).ok_or(EINVAL)?;
+        if leaf_slot.is_none() {
+            let mut leaf = KVec::with_capacity(leaf_len, GFP_KERNEL_ACCOUNT)?;
+            for _ in 0..leaf_len {
+                // Within the capacity just reserved.
+                leaf.push(None, GFP_KERNEL_ACCOUNT)?;
+            }
+            *leaf_slot = Some(leaf);
         }
-        slot.as_deref_mut().ok_or(ENOMEM)
+        let leaf = leaf_slot.as_mut().ok_or(ENOMEM)?;
+        leaf.get_mut(page % LEAF).ok_or(EINVAL)
     }
 
     /// Number of pages ever written (the others are zero).
     pub(crate) fn page_count(&self) -> usize {
-        self.pages.iter().filter(|p| p.is_some()).count()
+        self.written
+    }
+
+    /// The written pages from index `from` on, by index, in increasing
+    /// order (leaves never allocated are skipped whole).
+    fn written_pages_from(&self, from: usize) -> impl Iterator<Item = (usize, &Page)> {
+        let first_leaf = from / LEAF;
+        self.leaves
+            .iter()
+            .enumerate()
+            .skip(first_leaf)
+            .filter_map(|(l, leaf)| leaf.as_ref().map(|leaf| (l * LEAF, leaf)))
+            .flat_map(|(base, leaf)| {
+                leaf.iter()
+                    .enumerate()
+                    .filter_map(move |(i, p)| p.as_deref().map(|p| (base + i, p)))
+            })
+            .filter(move |&(i, _)| i >= from)
     }
 
     /// The written pages, by index, in increasing order.
     pub(crate) fn pages(&self) -> impl Iterator<Item = (u64, &Page)> {
-        self.pages
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_deref().map(|p| (i as u64, p)))
+        self.written_pages_from(0).map(|(i, p)| (i as u64, p))
     }
 
     /// Starts (or restarts) tracking written pages: none is dirty now.
@@ -142,21 +230,22 @@ impl Vram {
 
     /// Written pages at index `from` or above.
     pub(crate) fn page_count_from(&self, from: usize) -> usize {
-        self.pages.iter().skip(from).filter(|p| p.is_some()).count()
+        if from == 0 {
+            return self.written;
+        }
+        self.written_pages_from(from).count()
     }
 
     /// Written pages from index `from` on, in order, into `out` (as
     /// indices) until it is full (its capacity: nothing is allocated);
     /// returns the index after the last page looked at.
     pub(crate) fn written_from(&self, from: usize, out: &mut KVec<usize>) -> usize {
-        let mut i = from;
-        while i < self.pages.len() && out.len() < out.capacity() {
-            if self.pages[i].is_some() && out.push_within_capacity(i).is_err() {
-                break;
+        for (i, _) in self.written_pages_from(from) {
+            if out.push_within_capacity(i).is_err() {
+                return i;
             }
-            i += 1;
         }
-        i
+        self.npages
     }
 
     /// Dirty pages, in order, into `out` until it is full (its capacity:
@@ -191,25 +280,25 @@ impl Vram {
 
     /// Page `index` (zeros if never written).
     pub(crate) fn page(&self, index: usize) -> &Page {
-        match self.pages.get(index) {
-            Some(Some(p)) => p,
-            _ => &ZERO_PAGE,
-        }
+        self.get(index).unwrap_or(&ZERO_PAGE)
     }
 
     /// Zeroes all of it (frees every page) and stops tracking.
     pub(crate) fn clear(&mut self) {
-        for slot in self.pages.iter_mut() {
-            *slot = None;
+        for leaf in self.leaves.iter_mut() {
+            *leaf = None;
         }
+        self.written = 0;
         self.stop_tracking();
     }
 
     /// Frees everything, page table included (the mdev is being removed):
     /// from now on every access fails with `EINVAL`.
     pub(crate) fn release(&mut self) {
-        self.pages = KVVec::new();
+        self.leaves = KVVec::new();
         self.dirty = KVVec::new();
+        self.npages = 0;
+        self.written = 0;
         self.size = 0;
         self.tracking = false;
     }
