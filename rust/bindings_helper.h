@@ -17,6 +17,7 @@
 #include <linux/anon_inodes.h>
 #include <linux/fs.h>
 #include <linux/interval_tree.h>
+#include <linux/crc32.h>
 
 #include "helpers.h"
 

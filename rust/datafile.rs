@@ -9,6 +9,7 @@
 use super::bindings;
 use core::{marker::PhantomData, ptr::NonNull};
 use kernel::{
+    alloc::{Allocator, Vec},
     error::{from_err_ptr, from_result},
     prelude::*,
     sync::Arc,
@@ -98,20 +99,30 @@ impl StreamIn {
         self.len - self.pos
     }
 
-    /// Fills `out` as far as the buffer goes and nothing faults; returns
-    /// how many bytes were read.
-    pub(crate) fn read_partial(&mut self, out: &mut [u8]) -> usize {
+    /// Appends up to `max` bytes of the buffer to `v`, within `v`'s spare
+    /// capacity (nothing is allocated, and the bytes are not zero-filled
+    /// before they are copied in); returns how many bytes arrived (fewer
+    /// than asked at the end of the buffer, of the capacity, or at a fault).
+    pub(crate) fn read_append<A: Allocator>(&mut self, v: &mut Vec<u8, A>, max: usize) -> usize {
+        let limit = max.min(v.capacity() - v.len());
         let mut done = 0;
         while let Some((pos, n)) = user_pieces(
             self.ptr.as_const_ptr() as usize,
             self.len,
             self.pos,
-            out.len() - done,
+            limit - done,
         ) {
+            let Some(dst) = v.spare_capacity_mut().get_mut(..n) else {
+                break;
+            };
             let mut r = UserSlice::new(self.ptr.wrapping_byte_add(pos), n).reader();
-            if r.read_slice(&mut out[done..done + n]).is_err() {
+            if r.read_raw(dst).is_err() {
                 break;
             }
+            // SAFETY: `read_raw` succeeded, so it initialised all `n` bytes
+            // of `dst`, which are the first `n` bytes of `v`'s spare
+            // capacity.
+            unsafe { v.inc_len(n) };
             self.pos += n;
             done += n;
         }

@@ -10,6 +10,7 @@
 pub(crate) mod bindings;
 pub(crate) mod class;
 pub(crate) mod compat;
+pub(crate) mod crc;
 pub(crate) mod datafile;
 pub(crate) mod debugfs;
 pub(crate) mod eventfd;

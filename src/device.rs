@@ -74,6 +74,11 @@ const REGION_SHIFT: u32 = 40;
 /// Size of the bounce buffer region accesses copy through.
 const BOUNCE: usize = VRAM_PAGE;
 
+/// Size of the bounce buffer a write to the DEVICE_STATE region's state
+/// area copies through: a state is hundreds of MiB, written in large
+/// pieces, and each bounce takes the state lock once.
+const STATE_BOUNCE: usize = 64 * 1024;
+
 /// debugfs counters, in this order.
 const COUNTER_NAMES: [&CStr; 5] = [
     c"commands",
@@ -465,9 +470,7 @@ impl MblitDevice {
         // Build the new device memory first: running out of memory must
         // leave the old state intact.
         let mut vram = Vram::new(self.vram_size)?;
-        for (index, page) in decoded.pages() {
-            vram.write_from(index * PAGE as u64, page)?;
-        }
+        vram.write_pages(decoded.pages())?;
         st.config = config;
         st.regs = s.reg_file();
         st.ring = s.ring();
@@ -601,7 +604,7 @@ impl MblitDevice {
             }
             Part::Control { .. } => Err(EINVAL),
             Part::Area { offset } => {
-                let mut bounce = Self::bounce(len)?;
+                let mut bounce = KVec::from_elem(0u8, len.min(STATE_BOUNCE), GFP_KERNEL)?;
                 let mut done = 0usize;
                 while done < len {
                     let n = (len - done).min(bounce.len());

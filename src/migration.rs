@@ -31,7 +31,7 @@ use crate::{
     },
     logic::{
         mig::MigState,
-        state::{self, DeviceState, RecordKind, StateError, HEADER_LEN, PAGE, PAGES_CHUNK_MAX},
+        state::{self, DeviceState, RecordKind, StateError, HEADER_LEN, PAGES_CHUNK_MAX},
     },
     vram::Vram,
 };
@@ -60,9 +60,6 @@ pub(crate) fn refusal(e: StateError) -> Error {
         _ => EINVAL,
     }
 }
-
-/// Bytes a `data_fd` write copies in at a time.
-const WRITE_BOUNCE: usize = 64 * 1024;
 
 /// The streams of the migration in progress. Guarded by `MblitDevice::mig`.
 #[derive(Default)]
@@ -129,6 +126,10 @@ pub(crate) struct ResumeStream {
 
 struct ResumeInner {
     disabled: bool,
+    /// A writer has `buf` out (copying user bytes into it, no lock held).
+    writing: bool,
+    /// The record being received (its room reserved once its length is
+    /// known).
     buf: KVVec<u8>,
     /// Length of the record being received, once its header is in.
     need: Option<(usize, RecordKind)>,
@@ -178,11 +179,24 @@ impl SaveStream {
     /// page's dirty bit is cleared only in the critical section that
     /// encoded it: a failure never loses a page.
     fn refill(&self, inner: &mut SaveInner) -> Result<bool> {
+        let found = self.encode_next(inner);
+        if !matches!(found, Ok(true)) {
+            // Nothing (valid) to read.
+            inner.buf.clear();
+            inner.pos = 0;
+        }
+        found
+    }
+
+    /// [`SaveStream::refill`]'s work. The consumed record's buffer is
+    /// reused as it is: encoding overwrites it in place, and only what a
+    /// longer record adds is zero-filled first.
+    fn encode_next(&self, inner: &mut SaveInner) -> Result<bool> {
         let dev = &*self.dev;
-        inner.buf.clear();
         inner.pos = 0;
         let max_len = state::pages_chunk_len(PAGES_CHUNK_MAX);
-        inner.buf.reserve(max_len, GFP_KERNEL_ACCOUNT)?;
+        let reserve = max_len.saturating_sub(inner.buf.len());
+        inner.buf.reserve(reserve, GFP_KERNEL_ACCOUNT)?;
         let mut indices = KVec::with_capacity(PAGES_CHUNK_MAX, GFP_KERNEL)?;
         let (type_id, vram_size) = (dev.type_id(), dev.vram_size());
         let buf = &mut inner.buf;
@@ -224,7 +238,8 @@ impl SaveStream {
     }
 
     /// Encodes pages `indices` of `v` into `buf`, whose capacity holds the
-    /// largest pages record (so nothing is allocated here).
+    /// largest pages record (so nothing is allocated here); `buf` is
+    /// resized to the record, its old bytes overwritten.
     fn encode_pages(
         v: &Vram,
         type_id: u32,
@@ -373,6 +388,7 @@ impl ResumeStream {
                 inner <- new_mutex!(
                     ResumeInner {
                         disabled: false,
+                        writing: false,
                         buf: KVVec::new(),
                         need: None,
                         poisoned: false,
@@ -385,40 +401,41 @@ impl ResumeStream {
         )
     }
 
-    /// Feeds `data` to the record parser; validated records are taken in.
-    fn feed(&self, inner: &mut ResumeInner, mut data: &[u8]) -> Result {
+    /// How many more bytes the record being received needs, with room
+    /// for them reserved in `inner.buf` (a header's worth until its header
+    /// is in, then the rest of the record, bounded by `peek_record`).
+    fn room(inner: &mut ResumeInner) -> Result<usize> {
+        if inner.device.is_some() {
+            // Nothing may follow the device record.
+            return Err(EINVAL);
+        }
+        let target = inner.need.map_or(HEADER_LEN, |(len, _)| len);
+        let want = target.checked_sub(inner.buf.len()).ok_or(EINVAL)?;
+        inner.buf.reserve(want, GFP_KERNEL_ACCOUNT)?;
+        Ok(want)
+    }
+
+    /// Called once `inner.buf` holds what [`ResumeStream::room`] asked
+    /// for: the header is checked (and the record's length learnt), or the
+    /// complete record is validated and taken in.
+    fn advance(&self, inner: &mut ResumeInner) -> Result {
         let dev = &*self.dev;
-        while !data.is_empty() {
-            if inner.device.is_some() {
-                // Nothing may follow the device record.
-                return Err(EINVAL);
+        match inner.need {
+            None => {
+                let info = state::peek_record(&inner.buf, dev.type_id(), dev.vram_size())
+                    .map_err(refusal)?;
+                inner.need = Some((info.len, info.kind));
             }
-            let target = inner.need.map_or(HEADER_LEN, |(len, _)| len);
-            let want = target.checked_sub(inner.buf.len()).ok_or(EINVAL)?;
-            let n = want.min(data.len());
-            // Room for the whole record was reserved once its length was
-            // known (bounded by peek_record): no reallocation per chunk.
-            inner
-                .buf
-                .extend_from_slice(&data[..n], GFP_KERNEL_ACCOUNT)?;
-            data = &data[n..];
-            if inner.buf.len() < target {
-                break;
-            }
-            match inner.need {
-                None => {
-                    let info = state::peek_record(&inner.buf, dev.type_id(), dev.vram_size())
-                        .map_err(refusal)?;
-                    let more = info.len.checked_sub(inner.buf.len()).ok_or(EINVAL)?;
-                    inner.buf.reserve(more, GFP_KERNEL_ACCOUNT)?;
-                    inner.need = Some((info.len, info.kind));
-                }
-                Some((_, kind)) => {
-                    self.take_record(inner, kind)?;
-                    inner.need = None;
-                    // A record can be as large as the device memory: do
-                    // not keep its room.
+            Some((_, kind)) => {
+                self.take_record(inner, kind)?;
+                inner.need = None;
+                if inner.buf.capacity() > state::pages_chunk_len(PAGES_CHUNK_MAX) {
+                    // A device record can be as large as the device
+                    // memory: do not keep its room.
                     inner.buf = KVVec::new();
+                } else {
+                    // Pages records are all about this size: keep it.
+                    inner.buf.clear();
                 }
             }
         }
@@ -433,19 +450,11 @@ impl ResumeStream {
             RecordKind::Pages => {
                 let chunk =
                     state::decode_pages_chunk(&inner.buf, type_id, vram_size).map_err(refusal)?;
-                dev.with_vram_mut(|v| {
-                    chunk
-                        .pages()
-                        .try_for_each(|(i, p)| v.write_from(i * PAGE as u64, p))
-                })
+                dev.with_vram_mut(|v| v.write_pages(chunk.pages()))
             }
             RecordKind::Device => {
                 let decoded = state::decode(&inner.buf, type_id, vram_size).map_err(refusal)?;
-                dev.with_vram_mut(|v| {
-                    decoded
-                        .pages()
-                        .try_for_each(|(i, p)| v.write_from(i * PAGE as u64, p))
-                })?;
+                dev.with_vram_mut(|v| v.write_pages(decoded.pages()))?;
                 inner.device = Some(decoded.state);
                 Ok(())
             }
@@ -457,7 +466,8 @@ impl ResumeStream {
     fn finish(&self) -> Result<DeviceState> {
         let mut inner = self.inner.lock();
         inner.disabled = true;
-        let complete = !inner.poisoned && inner.buf.is_empty() && inner.need.is_none();
+        let complete =
+            !inner.poisoned && !inner.writing && inner.buf.is_empty() && inner.need.is_none();
         match inner.device.take() {
             Some(ds) if complete => Ok(ds),
             _ => Err(EINVAL),
@@ -471,16 +481,8 @@ impl Stream for ResumeStream {
     }
 
     fn write(&self, input: &mut StreamIn) -> Result<usize> {
-        let total = input.len();
-        let mut bounce = KVec::from_elem(0u8, total.min(WRITE_BOUNCE), GFP_KERNEL)?;
         let mut done = 0;
         while input.len() > 0 {
-            let want = input.len().min(bounce.len());
-            // Copied in with no lock held.
-            let n = input.read_partial(&mut bounce[..want]);
-            if n == 0 {
-                return if done > 0 { Ok(done) } else { Err(EFAULT) };
-            }
             let mut inner = self.inner.lock();
             if inner.disabled {
                 return Err(ENODEV);
@@ -488,12 +490,39 @@ impl Stream for ResumeStream {
             if inner.poisoned {
                 return Err(EINVAL);
             }
-            if let Err(e) = self.feed(&mut inner, &bounce[..n]) {
-                inner.poisoned = true;
-                return Err(e);
+            if inner.writing {
+                return if done > 0 { Ok(done) } else { Err(EBUSY) };
             }
+            let want = match Self::room(&mut inner) {
+                Ok(want) => want,
+                Err(e) => {
+                    inner.poisoned = true;
+                    return Err(e);
+                }
+            };
+            // The user's bytes go straight into the record, with no lock
+            // held: the buffer leaves the stream for the copy and comes
+            // back with what arrived.
+            let mut buf = core::mem::replace(&mut inner.buf, KVVec::new());
+            inner.writing = true;
             drop(inner);
+            let n = input.read_append(&mut buf, want);
+            let mut inner = self.inner.lock();
+            inner.writing = false;
+            if inner.disabled {
+                return Err(ENODEV);
+            }
+            inner.buf = buf;
+            if n == 0 {
+                return if done > 0 { Ok(done) } else { Err(EFAULT) };
+            }
             done += n;
+            if n == want {
+                if let Err(e) = self.advance(&mut inner) {
+                    inner.poisoned = true;
+                    return Err(e);
+                }
+            }
         }
         Ok(done)
     }

@@ -11,7 +11,10 @@
 //! shared (`Arc`) so a reader copies it out with no lock held, and incoming
 //! bytes arrive from a bounce buffer.
 
-use crate::logic::region::{Header, RunControl, STATE_AREA_OFFSET};
+use crate::logic::{
+    region::{Header, RunControl, STATE_AREA_OFFSET},
+    state,
+};
 use kernel::{prelude::*, sync::Arc};
 
 /// The region's data, guarded by the device state lock.
@@ -82,11 +85,27 @@ impl StateRegion {
 
     /// Stores `data` at `offset` of the incoming state (charged to the
     /// writer's memory cgroup, bounded by the largest state).
+    ///
+    /// A state is usually written front to back: the first write of its
+    /// header reserves the length the header announces (bounded by the
+    /// largest state), and each write that continues where the last one
+    /// ended is appended, so the bytes are copied once, with no growing
+    /// reallocation and no zero-fill. Any other offset works too (the gap
+    /// reads as zeros).
     pub(crate) fn write_state(&mut self, offset: u64, data: &[u8]) -> Result {
         let start = usize::try_from(offset).map_err(|_| EINVAL)?;
         let end = start.checked_add(data.len()).ok_or(EINVAL)?;
         if end > self.max_state {
             return Err(EINVAL);
+        }
+        if start == 0 && self.incoming.is_empty() {
+            if let Some(len) = state::announced_len(data) {
+                let room = len.clamp(end, self.max_state);
+                self.incoming.reserve(room, GFP_KERNEL_ACCOUNT)?;
+            }
+        }
+        if start == self.incoming.len() {
+            return Ok(self.incoming.extend_from_slice(data, GFP_KERNEL_ACCOUNT)?);
         }
         if self.incoming.len() < end {
             self.incoming.resize(end, 0, GFP_KERNEL_ACCOUNT)?;

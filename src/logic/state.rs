@@ -290,32 +290,51 @@ impl Crc32 {
 
     /// Adds `data`.
     pub fn update(&mut self, data: &[u8]) {
-        let t = &CRC_TABLES;
-        let mut c = self.state;
-        let mut words = data.chunks_exact(8);
-        for w in &mut words {
-            if let Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) = w.first_chunk::<8>() {
-                let lo = c ^ u32::from_le_bytes([b0, b1, b2, b3]);
-                c = t[7][(lo & 0xff) as usize]
-                    ^ t[6][((lo >> 8) & 0xff) as usize]
-                    ^ t[5][((lo >> 16) & 0xff) as usize]
-                    ^ t[4][(lo >> 24) as usize]
-                    ^ t[3][b4 as usize]
-                    ^ t[2][b5 as usize]
-                    ^ t[1][b6 as usize]
-                    ^ t[0][b7 as usize];
-            }
-        }
-        for &b in words.remainder() {
-            c = (c >> 8) ^ t[0][((c ^ u32::from(b)) & 0xff) as usize];
-        }
-        self.state = c;
+        self.state = crc_update(self.state, data);
     }
 
     /// The CRC of everything added so far.
     pub const fn finish(&self) -> u32 {
         !self.state
     }
+}
+
+/// The CRC register `c` advanced over `data`: portable slicing-by-8, what
+/// the module uses unless it is built with `MBLIT_KERNEL_CRC=y` (Kbuild
+/// sets `cfg(mblit_kernel_crc)`: the kernel's `crc32_le()`, measured
+/// slower in the benchmark VM; docs/benchmarks.md). The host tests check
+/// this one against a bitwise reference.
+#[cfg_attr(mblit_kernel_crc, allow(dead_code))]
+fn soft_update(mut c: u32, data: &[u8]) -> u32 {
+    let t = &CRC_TABLES;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        if let Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) = w.first_chunk::<8>() {
+            let lo = c ^ u32::from_le_bytes([b0, b1, b2, b3]);
+            c = t[7][(lo & 0xff) as usize]
+                ^ t[6][((lo >> 8) & 0xff) as usize]
+                ^ t[5][((lo >> 16) & 0xff) as usize]
+                ^ t[4][(lo >> 24) as usize]
+                ^ t[3][b4 as usize]
+                ^ t[2][b5 as usize]
+                ^ t[1][b6 as usize]
+                ^ t[0][b7 as usize];
+        }
+    }
+    for &b in words.remainder() {
+        c = (c >> 8) ^ t[0][((c ^ u32::from(b)) & 0xff) as usize];
+    }
+    c
+}
+
+#[cfg(not(mblit_kernel_crc))]
+fn crc_update(c: u32, data: &[u8]) -> u32 {
+    soft_update(c, data)
+}
+
+#[cfg(mblit_kernel_crc)]
+fn crc_update(c: u32, data: &[u8]) -> u32 {
+    crate::kapi::crc::crc32_le(c, data)
 }
 
 /// The CRC32 ([`Crc32`]) of `data`.
@@ -702,6 +721,15 @@ fn parse_header(input: &[u8]) -> Result<RawHeader, StateError> {
         vram_size: r.u64()?,
         total: r.u64()?,
     })
+}
+
+/// The total length a record's header announces, if `input` starts with
+/// a whole header (nothing else is checked: a hint for sizing a buffer,
+/// which the caller must bound; [`decode`] checks the record).
+pub fn announced_len(input: &[u8]) -> Option<usize> {
+    parse_header(input)
+        .ok()
+        .and_then(|h| usize::try_from(h.total).ok())
 }
 
 /// What a record header announces.
@@ -1114,6 +1142,19 @@ mod tests {
             }
         }
         !c
+    }
+
+    #[test]
+    fn announced_len_reads_the_header_only() {
+        let st = busy_state();
+        let mut out = vec![0u8; encoded_len(0)];
+        encode(&st, 0, core::iter::empty(), &mut out).unwrap();
+        assert_eq!(announced_len(&out), Some(encoded_len(0)));
+        assert_eq!(announced_len(&out[..HEADER_LEN]), Some(encoded_len(0)));
+        assert_eq!(announced_len(&out[..HEADER_LEN - 1]), None);
+        out[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(announced_len(&out), Some(usize::MAX));
     }
 
     #[test]
