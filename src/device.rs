@@ -49,10 +49,10 @@ use crate::{
         mig::MigState,
         region::{self, Part, RunControl},
         regs::{
-            self, status_value, ErrorCode, Reg, RegFile, BAR0_SIZE, CTRL_ENABLE, CTRL_RESET,
-            INT_ALL, INT_ERROR, INT_FENCE,
+            self, status_value, ErrorCode, Reg, RegAccess, RegFile, BAR0_SIZE, CTRL_ENABLE,
+            CTRL_RESET, INT_ALL, INT_ERROR, INT_FENCE,
         },
-        state::{self, DeviceState, PAGE},
+        state::{self, DeviceState},
         types::TYPES,
     },
     migration::{self, Mig},
@@ -691,11 +691,18 @@ impl MblitDevice {
     /// `EBUSY` while a migration protocol has the device stopped, checked
     /// in the critical section that writes (so a write cannot land after a
     /// stop took its snapshot).
-    fn write_reg(dev: &Device<Self>, offset: u64, width: usize, data: u64) -> Result {
-        let acc = regs::decode(offset, width).map_err(|_| EINVAL)?;
+    fn write_reg(dev: &Device<Self>, acc: &RegAccess, data: u64) -> Result {
         let mut st = dev.state.lock();
         if !st.mmio_writable() {
             return Err(EBUSY);
+        }
+        if matches!(
+            acc.info.reg,
+            Reg::Scratch0 | Reg::Scratch1 | Reg::Scratch2 | Reg::Scratch3
+        ) {
+            // Plain storage: nothing else depends on it.
+            st.regs.write(acc, data);
+            return Ok(());
         }
         let was_enabled = st.enabled();
         match acc.info.reg {
@@ -712,13 +719,13 @@ impl MblitDevice {
             }
             Reg::IntMask => {
                 let old = st.regs.get(Reg::IntMask) as u32;
-                let new = st.regs.write(&acc, data) as u32;
+                let new = st.regs.write(acc, data) as u32;
                 // Unmasking a source whose status is set signals MSI once.
                 let status = st.regs.get(Reg::IntStatus) as u32;
                 st.sync(old & !new & status);
             }
             _ => {
-                st.regs.write(&acc, data);
+                st.regs.write(acc, data);
                 if acc.info.reg == Reg::Ctrl && !was_enabled && st.enabled() {
                     let base = st.regs.get(Reg::RingBase);
                     let size = st.regs.get(Reg::RingSize) as u32;
@@ -834,8 +841,16 @@ impl vfio::Ops for MblitDevice {
         let len = out.len();
         match u32::try_from(index).map_err(|_| EINVAL)? {
             uapi::PCI_CONFIG_REGION_INDEX => {
-                let mut buf = [0u8; CONFIG_SIZE as usize];
-                let buf = buf.get_mut(..len).ok_or(EINVAL)?;
+                // Most reads are of one register: no 256-byte buffer to
+                // clear for those.
+                let mut small = [0u8; 8];
+                let mut whole;
+                let buf = if len <= small.len() {
+                    &mut small[..len]
+                } else {
+                    whole = [0u8; CONFIG_SIZE as usize];
+                    whole.get_mut(..len).ok_or(EINVAL)?
+                };
                 dev.state
                     .lock()
                     .config
@@ -873,10 +888,10 @@ impl vfio::Ops for MblitDevice {
             }
             uapi::PCI_BAR0_REGION_INDEX => {
                 // Validate before copying, so a bad access reads nothing.
-                regs::decode(offset, len).map_err(|_| EINVAL)?;
+                let acc = regs::decode(offset, len).map_err(|_| EINVAL)?;
                 let mut bytes = [0u8; 8];
                 input.read_slice(&mut bytes[..len])?;
-                Self::write_reg(dev, offset, len, u64::from_le_bytes(bytes))?;
+                Self::write_reg(dev, &acc, u64::from_le_bytes(bytes))?;
             }
             uapi::PCI_BAR2_REGION_INDEX => Self::vram_user_write(dev, offset, input)?,
             region::STATE_REGION_INDEX => Self::state_region_write(dev, input, offset)?,
