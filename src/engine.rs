@@ -58,7 +58,7 @@ impl MblitDevice {
     ) -> core::result::Result<Completion, EngineError> {
         let mut raw: RawDesc = [0; DESC_SIZE as usize];
         let desc_iova = ring.desc_iova(head);
-        Self::guest_read(pins, desc_iova, &mut raw, true).map_err(|(code, addr)| {
+        Self::guest_read(dev, pins, desc_iova, &mut raw, true).map_err(|(code, addr)| {
             match code {
                 // ERR_ADDR of a failed fetch is the descriptor's IOVA.
                 ErrorCode::RingFetch => (code, desc_iova),
@@ -151,6 +151,7 @@ impl MblitDevice {
     /// Reads guest memory at `iova` into `out` through the command's
     /// pinned pages; `ring` for a descriptor fetch.
     fn guest_read(
+        dev: &Device<Self>,
         pins: &mut CommandPins<'_, Self>,
         iova: u64,
         out: &mut [u8],
@@ -164,9 +165,14 @@ impl MblitDevice {
         let mut done = 0;
         for piece in Self::pieces(iova, out.len(), fault) {
             let (addr, at, n) = piece?;
+            let pinned = pins.len();
             let page = pins.page(addr - at as u64, false, ring)?;
             page.read(at, &mut out[done..done + n])
                 .map_err(|_| (ErrorCode::IovaFault, addr))?;
+            if pins.len() != pinned {
+                // debugfs shows the pages pinned now.
+                dev.update_pin_count();
+            }
             done += n;
         }
         Ok(())
@@ -184,9 +190,13 @@ impl MblitDevice {
         for piece in Self::pieces(iova, data.len(), ErrorCode::IovaFault) {
             let (addr, at, n) = piece?;
             let page_iova = addr - at as u64;
+            let pinned = pins.len();
             let page = pins.page(page_iova, true, false)?;
             page.write(at, &data[done..done + n])
                 .map_err(|_| (ErrorCode::IovaFault, addr))?;
+            if pins.len() != pinned {
+                dev.update_pin_count();
+            }
             dev.log_write(page_iova);
             done += n;
         }
@@ -218,7 +228,7 @@ impl MblitDevice {
     ) -> core::result::Result<(), EngineError> {
         let a = Self::at(addr, done)?;
         match addr {
-            Addr::Guest(_) => Self::guest_read(pins, a, out, false),
+            Addr::Guest(_) => Self::guest_read(dev, pins, a, out, false),
             Addr::Device(_) => dev.vram_read(a, out).map_err(|_| (ErrorCode::DevRange, a)),
         }
     }

@@ -166,6 +166,11 @@ impl<'a, T: Ops> CommandPins<'a, T> {
         }
     }
 
+    /// Pages this command has pinned.
+    pub(crate) fn len(&self) -> usize {
+        self.pages.len()
+    }
+
     /// Fails with `ERR_UNMAPPED` when an unmap asked the command to stop.
     /// The engine calls this at every chunk it moves.
     pub(crate) fn check_abort(&self) -> Result<(), EngineError> {
