@@ -25,9 +25,11 @@
 //! checks at every chunk it moves, device-only commands included), and
 //! sleeps on a condition variable that the engine signals every time it
 //! unpins, until no page of the range is pinned. There is no timeout: the
-//! wait ends by the engine's own progress, which never depends on another
-//! thread's user-memory faults (no lock of the driver is held across a
-//! user copy; see `device.rs`).
+//! wait ends by the engine's own progress, which depends on no lock of the
+//! driver held across a user copy (see `device.rs`) and on no other task,
+//! except under iommufd on the user's own userfaultfd handler for a page
+//! being pinned (docs/device.md §8): the user's to resolve, and resolved
+//! at the latest when its process exits.
 
 use crate::{
     kapi::vfio::{Device, Ops, PinnedPage},
