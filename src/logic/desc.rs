@@ -54,6 +54,59 @@ uapi_consts! {
 /// One descriptor as it lies in guest memory (little-endian).
 pub type RawDesc = [u8; DESC_SIZE as usize];
 
+/// A descriptor's opcode: the `OP_*` values as a type, so that every match
+/// on an opcode is exhaustive and a new one must be handled everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Opcode {
+    /// [`OP_NOP`].
+    Nop = OP_NOP,
+    /// [`OP_FILL`].
+    Fill = OP_FILL,
+    /// [`OP_COPY`].
+    Copy = OP_COPY,
+    /// [`OP_FENCE`].
+    Fence = OP_FENCE,
+}
+
+impl TryFrom<u8> for Opcode {
+    /// The unknown opcode.
+    type Error = u8;
+
+    fn try_from(op: u8) -> Result<Self, u8> {
+        match op {
+            OP_NOP => Ok(Self::Nop),
+            OP_FILL => Ok(Self::Fill),
+            OP_COPY => Ok(Self::Copy),
+            OP_FENCE => Ok(Self::Fence),
+            other => Err(other),
+        }
+    }
+}
+
+impl Opcode {
+    /// The flags a descriptor of this opcode may set.
+    fn allowed_flags(self) -> u8 {
+        match self {
+            Self::Nop => 0,
+            Self::Fill => FLAG_DST_DEV,
+            Self::Copy => FLAG_DST_DEV | FLAG_SRC_DEV,
+            Self::Fence => FLAG_IRQ,
+        }
+    }
+
+    /// Which fields it uses: `(len, dst, the bits of src)`; the others
+    /// are reserved (must be zero).
+    fn fields(self) -> (bool, bool, u64) {
+        match self {
+            Self::Nop => (false, false, 0),
+            Self::Fill => (true, true, 0xffff_ffff),
+            Self::Copy => (true, true, u64::MAX),
+            Self::Fence => (false, true, u64::MAX),
+        }
+    }
+}
+
 /// A FILL/COPY address: a guest IOVA or a device-memory offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Addr {
@@ -238,26 +291,15 @@ fn check_range(a: Addr, len: u32, vram_size: u64) -> Result<u64, DescError> {
 /// range; COPY ranges in the same space not overlapping.
 pub fn decode(raw: &RawDesc, vram_size: u64) -> Result<Command, DescError> {
     let f = Fields::parse(raw);
-    let allowed_flags = match f.opcode {
-        OP_NOP => 0,
-        OP_FILL => FLAG_DST_DEV,
-        OP_COPY => FLAG_DST_DEV | FLAG_SRC_DEV,
-        OP_FENCE => FLAG_IRQ,
-        op => return Err(err(ErrorCode::BadOpcode, u64::from(op))),
-    };
+    let op = Opcode::try_from(f.opcode).map_err(|op| err(ErrorCode::BadOpcode, u64::from(op)))?;
     let reserved = |off: u32| err(ErrorCode::Reserved, u64::from(off));
-    if f.flags & !allowed_flags != 0 {
+    if f.flags & !op.allowed_flags() != 0 {
         return Err(reserved(DESC_OFF_FLAGS));
     }
     if f.rsvd0 != 0 {
         return Err(reserved(DESC_OFF_RSVD0));
     }
-    let (uses_len, uses_dst, src_mask) = match f.opcode {
-        OP_NOP => (false, false, 0),
-        OP_FILL => (true, true, 0xffff_ffff),
-        OP_COPY => (true, true, u64::MAX),
-        _ => (false, true, u64::MAX), // FENCE
-    };
+    let (uses_len, uses_dst, src_mask) = op.fields();
     if !uses_len && f.len != 0 {
         return Err(reserved(DESC_OFF_LEN));
     }
@@ -274,9 +316,9 @@ pub fn decode(raw: &RawDesc, vram_size: u64) -> Result<Command, DescError> {
         return Err(err(ErrorCode::BadLen, u64::from(f.len)));
     }
     let dst = Addr::new(f.flags & FLAG_DST_DEV != 0, f.dst);
-    match f.opcode {
-        OP_NOP => Ok(Command::Nop),
-        OP_FILL => {
+    match op {
+        Opcode::Nop => Ok(Command::Nop),
+        Opcode::Fill => {
             check_range(dst, f.len, vram_size)?;
             Ok(Command::Fill {
                 dst,
@@ -284,7 +326,7 @@ pub fn decode(raw: &RawDesc, vram_size: u64) -> Result<Command, DescError> {
                 pattern: f.src as u32,
             })
         }
-        OP_COPY => {
+        Opcode::Copy => {
             let src = Addr::new(f.flags & FLAG_SRC_DEV != 0, f.src);
             let dst_last = check_range(dst, f.len, vram_size)?;
             let src_last = check_range(src, f.len, vram_size)?;
@@ -301,7 +343,7 @@ pub fn decode(raw: &RawDesc, vram_size: u64) -> Result<Command, DescError> {
                 len: f.len,
             })
         }
-        _ => {
+        Opcode::Fence => {
             if !f.dst.is_multiple_of(u64::from(FENCE_ALIGN)) {
                 return Err(err(ErrorCode::BadAlign, f.dst));
             }
@@ -526,6 +568,29 @@ mod tests {
         ];
         for c in cmds {
             assert_eq!(decode(&c.encode(), VRAM), Ok(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn opcode_try_from_accepts_exactly_the_four_opcodes() {
+        let mut known = 0;
+        for v in 0..=u8::MAX {
+            match Opcode::try_from(v) {
+                Ok(op) => {
+                    assert_eq!(op as u8, v);
+                    known += 1;
+                }
+                Err(e) => assert_eq!(e, v),
+            }
+        }
+        assert_eq!(known, 4);
+        for (v, op) in [
+            (OP_NOP, Opcode::Nop),
+            (OP_FILL, Opcode::Fill),
+            (OP_COPY, Opcode::Copy),
+            (OP_FENCE, Opcode::Fence),
+        ] {
+            assert_eq!(Opcode::try_from(v), Ok(op));
         }
     }
 
