@@ -1011,14 +1011,7 @@ static void hold_open(struct __test_metadata *_metadata, struct bench *b,
 	uint8_t *ring = b->hold_ring + i * MB_PAGE;
 
 	mb_init(d);
-	ASSERT_EQ(0, mdev_create(SMALL_TYPE, d->uuid))
-		TH_LOG("create %s: %s", SMALL_TYPE, mdev_lib_error());
-	d->created = true;
-	ASSERT_EQ(0, vfio_mdev_open(&d->v, d->uuid, backend))
-		TH_LOG("%s", mdev_lib_error());
-	ASSERT_EQ(0, vfio_mdev_pci_regions(&d->v, &d->cfg, &d->bar0, &d->bar2))
-		TH_LOG("%s", mdev_lib_error());
-	d->mem = d->bar2.size;
+	mb_create_open(_metadata, d, SMALL_TYPE, backend);
 	ASSERT_EQ(0, vfio_mdev_dma_map(&d->v, ring, HOLD_RING_IOVA, MB_PAGE))
 		TH_LOG("%s", mdev_lib_error());
 	ASSERT_EQ(0, vfio_mdev_dma_map(&d->v, b->hold_src, HOLD_SRC_IOVA,

@@ -167,14 +167,7 @@ static void fl_open(struct __test_metadata *_metadata, struct fl_dev *f,
 	struct mb_dev *d = &f->d;
 	int ret;
 
-	ASSERT_EQ(0, mdev_create(type, d->uuid))
-		TH_LOG("create %s: %s", type, mdev_lib_error());
-	d->created = true;
-	ASSERT_EQ(0, vfio_mdev_open(&d->v, d->uuid, backend))
-		TH_LOG("%s", mdev_lib_error());
-	ASSERT_EQ(0, vfio_mdev_pci_regions(&d->v, &d->cfg, &d->bar0, &d->bar2))
-		TH_LOG("%s", mdev_lib_error());
-	d->mem = d->bar2.size;
+	mb_create_open(_metadata, d, type, backend);
 	ASSERT_LE(MB_MIB, d->mem);
 	d->buf = mmap(NULL, FL_BUF, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);

@@ -187,14 +187,7 @@ static struct mb_dev *open_bare(struct __test_metadata *_metadata,
 {
 	struct mb_dev *d = &c->d[i];
 
-	ASSERT_EQ(0, mdev_create(type, d->uuid))
-		TH_LOG("create %s: %s", type, mdev_lib_error());
-	d->created = true;
-	ASSERT_EQ(0, vfio_mdev_open(&d->v, d->uuid, be))
-		TH_LOG("%s", mdev_lib_error());
-	ASSERT_EQ(0, vfio_mdev_pci_regions(&d->v, &d->cfg, &d->bar0, &d->bar2))
-		TH_LOG("%s", mdev_lib_error());
-	d->mem = d->bar2.size;
+	mb_create_open(_metadata, d, type, be);
 	mb_state_region(_metadata, d, &c->sr[i]);
 	return d;
 }

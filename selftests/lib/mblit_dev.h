@@ -238,6 +238,24 @@ static inline uint8_t *mb_dup_vram(struct __test_metadata *_metadata,
 /* ---- setup -------------------------------------------------------------- */
 
 /*
+ * Create an mdev of @type, open it through @backend and look up its PCI
+ * regions (d->mem: the device memory's size); nothing mapped.
+ */
+static inline void mb_create_open(struct __test_metadata *_metadata,
+				  struct mb_dev *d, const char *type,
+				  enum vfio_backend backend)
+{
+	ASSERT_EQ(0, mdev_create(type, d->uuid))
+		TH_LOG("create %s: %s", type, mdev_lib_error());
+	d->created = true;
+	ASSERT_EQ(0, vfio_mdev_open(&d->v, d->uuid, backend))
+		TH_LOG("%s", mdev_lib_error());
+	ASSERT_EQ(0, vfio_mdev_pci_regions(&d->v, &d->cfg, &d->bar0, &d->bar2))
+		TH_LOG("%s", mdev_lib_error());
+	d->mem = d->bar2.size;
+}
+
+/*
  * Create an mdev of @type, open it through @backend, look up its regions,
  * map MB_BUF_SIZE of guest buffer at MB_IOVA (random content outside the
  * ring area, zero ring area) and set bus master.
@@ -246,16 +264,9 @@ static inline void mb_open(struct __test_metadata *_metadata, struct mb_dev *d,
 			   const char *type, enum vfio_backend backend)
 {
 	ASSERT_TRUE(module_loaded("mblit")) TH_LOG("mblit is not loaded");
-	ASSERT_EQ(0, mdev_create(type, d->uuid))
-		TH_LOG("create %s: %s", type, mdev_lib_error());
-	d->created = true;
-	ASSERT_EQ(0, vfio_mdev_open(&d->v, d->uuid, backend))
-		TH_LOG("%s", mdev_lib_error());
-	ASSERT_EQ(0, vfio_mdev_pci_regions(&d->v, &d->cfg, &d->bar0, &d->bar2))
-		TH_LOG("%s", mdev_lib_error());
+	mb_create_open(_metadata, d, type, backend);
 	ASSERT_EQ(MBLIT_BAR0_SIZE, d->bar0.size);
 	ASSERT_EQ(MBLIT_CONFIG_SIZE, d->cfg.size);
-	d->mem = d->bar2.size;
 	ASSERT_LE(MB_MIB, d->mem);
 
 	d->buf = mmap(NULL, MB_BUF_SIZE, PROT_READ | PROT_WRITE,
