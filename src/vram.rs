@@ -125,12 +125,12 @@ impl Vram {
     /// first time is allocated and written once, not zero-filled first
     /// (restoring a state writes every page this way).
     pub(crate) fn write_page(&mut self, index: usize, data: &Page) -> Result {
-        let slot = self.slot_mut(index)?;
+        let (slot, written) = self.slot_mut(index)?;
         match slot {
             Some(p) => p.copy_from_slice(data),
             None => {
                 *slot = Some(KBox::write(KBox::new_uninit(GFP_KERNEL_ACCOUNT)?, *data));
-                self.written += 1;
+                *written += 1;
             }
         }
         Ok(())
@@ -149,18 +149,18 @@ impl Vram {
 
     /// Page `page`, allocated (zeroed) if it was never written.
     fn page_mut(&mut self, page: usize) -> Result<&mut Page> {
-        let slot = self.slot_mut(page)?;
+        let (slot, written) = self.slot_mut(page)?;
         if slot.is_none() {
             *slot = Some(KBox::init(pin_init::zeroed::<Page>(), GFP_KERNEL_ACCOUNT)?);
-            self.written += 1;
+            *written += 1;
         }
-        // `slot` is borrowed again: the count above needed `self`.
-        self.slot_mut(page)?.as_deref_mut().ok_or(ENOMEM)
+        slot.as_deref_mut().ok_or(ENOMEM)
     }
 
-    /// The slot of page `page`, its leaf allocated if needed; marks the
-    /// page dirty (it is about to be written).
-    fn slot_mut(&mut self, page: usize) -> Result<&mut Option<KBox<Page>>> {
+    /// The slot of page `page`, its leaf allocated if needed, and the
+    /// count of written pages for the caller to keep; marks the page dirty
+    /// (it is about to be written).
+    fn slot_mut(&mut self, page: usize) -> Result<(&mut Option<KBox<Page>>, &mut usize)> {
         if page >= self.npages {
             return Err(EINVAL);
         }
@@ -181,7 +181,8 @@ impl Vram {
             *leaf_slot = Some(leaf);
         }
         let leaf = leaf_slot.as_mut().ok_or(ENOMEM)?;
-        leaf.get_mut(page % LEAF).ok_or(EINVAL)
+        let slot = leaf.get_mut(page % LEAF).ok_or(EINVAL)?;
+        Ok((slot, &mut self.written))
     }
 
     /// Number of pages ever written (the others are zero).
