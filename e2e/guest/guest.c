@@ -46,6 +46,8 @@ typedef uint64_t u64;
 #define GM_PA		0x00800000u	/* model of G */
 #define VM_PA		0x00c00000u	/* model of device memory */
 #define SCRATCH_PA	0x00d00000u	/* device memory read back */
+#define SINK_PA		0x00e00000u	/* filled whole by every batch */
+#define SINK_SIZE	0x00100000u
 #define V_MAX		0x00100000u	/* device memory used, at most */
 
 /* docs/device.md §2, §5, §8. */
@@ -100,6 +102,7 @@ struct e2e_status {
 	u32 bad_dev;		/* bytes of device memory unlike the model */
 	u32 fence_lost;		/* FENCE writes not in memory once complete */
 	u32 dev_status;		/* STATUS at an error stop */
+	u32 rung;		/* descriptors handed over: last RING_TAIL */
 };
 
 #define status ((volatile struct e2e_status *)STATUS_PA)
@@ -108,6 +111,7 @@ static volatile u8 *bar0;
 static u32 vsize;
 static u32 tail;
 static u32 fence_seq;
+static u32 sink_pat;		/* the sink's last FILL pattern */
 static u32 rng = 0x6d626c74;
 
 /* ---- port I/O, COM1, printing ---------------------------------------- */
@@ -289,20 +293,28 @@ static void put(u8 op, u8 flags, u32 len, u32 dst, u32 src)
 	status->submitted++;
 }
 
-/*
- * Ends the batch with a FENCE, rings the doorbell and polls the fence value
- * in memory. When RING_HEAD says every command is done but the value is not
- * there, the FENCE's write was lost (counted, not fatal: the host decides).
- */
-static void run_batch(void)
+/* Ends the batch with a FENCE and rings the doorbell; returns its value. */
+static u32 ring_batch(void)
 {
-	volatile u64 *fence = (volatile u64 *)FENCE_PA;
 	u32 want = ++fence_seq;
-	u32 i;
 
 	put(OP_FENCE, 0, 0, FENCE_PA, want);
 	asm volatile("" ::: "memory");
 	wr32(REG_RING_TAIL, tail);
+	status->rung = tail;
+	return want;
+}
+
+/*
+ * Polls for the FENCE value `want` in memory. When RING_HEAD says every
+ * command is done but the value is not there, the FENCE's write was lost
+ * (counted, not fatal: the host decides).
+ */
+static void wait_batch(u32 want)
+{
+	volatile u64 *fence = (volatile u64 *)FENCE_PA;
+	u32 i;
+
 	for (i = 0;; i++) {
 		if (*fence == want)
 			return;
@@ -321,6 +333,11 @@ static void run_batch(void)
 			return;
 		}
 	}
+}
+
+static void run_batch(void)
+{
+	wait_batch(ring_batch());
 }
 
 /* ---- the model ------------------------------------------------------------ */
@@ -356,63 +373,110 @@ static u32 pick_off(u32 size, u32 len)
 	return rnd() % (size - len + 1);
 }
 
-/* One random command, submitted and applied to the model. */
-static void one_command(void)
-{
-	u8 *gm = (u8 *)GM_PA, *vm = (u8 *)VM_PA;
-	u32 op = rnd() % 6, len, dst, src, pat, tries;
+/* A command as the model sees it (op: 0..5, see pick_command()). */
+struct cmd {
+	u32 op, len, dst, src, pat;
+};
 
-	switch (op) {
+/* Picks one random command and puts it in the ring; false if none. */
+static int pick_command(struct cmd *c)
+{
+	u32 size, tries;
+
+	c->op = rnd() % 6;
+	switch (c->op) {
 	case 0: /* FILL guest */
-		len = pick_len(G_SIZE / 2);
-		dst = pick_off(G_SIZE, len);
-		pat = rnd();
-		put(OP_FILL, 0, len, G_PA + dst, pat);
-		model_fill(gm + dst, len, pat);
-		break;
+		c->len = pick_len(G_SIZE / 2);
+		c->dst = pick_off(G_SIZE, c->len);
+		c->pat = rnd();
+		put(OP_FILL, 0, c->len, G_PA + c->dst, c->pat);
+		return 1;
 	case 1: /* FILL device */
-		len = pick_len(vsize / 2);
-		dst = pick_off(vsize, len);
-		pat = rnd();
-		put(OP_FILL, FLAG_DST_DEV, len, dst, pat);
-		model_fill(vm + dst, len, pat);
-		break;
+		c->len = pick_len(vsize / 2);
+		c->dst = pick_off(vsize, c->len);
+		c->pat = rnd();
+		put(OP_FILL, FLAG_DST_DEV, c->len, c->dst, c->pat);
+		return 1;
 	case 2: /* COPY guest to guest */
 	case 5: /* COPY device to device */
+		size = c->op == 2 ? G_SIZE : vsize;
 		for (tries = 0; tries < 8; tries++) {
-			u32 size = op == 2 ? G_SIZE : vsize;
-
-			len = pick_len(size / 4);
-			dst = pick_off(size, len);
-			src = pick_off(size, len);
-			if (overlap(dst, src, len))
-				continue;
-			if (op == 2) {
-				put(OP_COPY, 0, len, G_PA + dst, G_PA + src);
-				memcpy(gm + dst, gm + src, len);
-			} else {
-				put(OP_COPY, FLAG_DST_DEV | FLAG_SRC_DEV, len,
-				    dst, src);
-				memcpy(vm + dst, vm + src, len);
-			}
-			break;
+			c->len = pick_len(size / 4);
+			c->dst = pick_off(size, c->len);
+			c->src = pick_off(size, c->len);
+			if (!overlap(c->dst, c->src, c->len))
+				break;
 		}
-		break;
+		if (tries == 8)
+			return 0;
+		if (c->op == 2)
+			put(OP_COPY, 0, c->len, G_PA + c->dst, G_PA + c->src);
+		else
+			put(OP_COPY, FLAG_DST_DEV | FLAG_SRC_DEV, c->len,
+			    c->dst, c->src);
+		return 1;
 	case 3: /* COPY guest to device */
-		len = pick_len(vsize / 2);
-		dst = pick_off(vsize, len);
-		src = pick_off(G_SIZE, len);
-		put(OP_COPY, FLAG_DST_DEV, len, dst, G_PA + src);
-		memcpy(vm + dst, gm + src, len);
-		break;
+		c->len = pick_len(vsize / 2);
+		c->dst = pick_off(vsize, c->len);
+		c->src = pick_off(G_SIZE, c->len);
+		put(OP_COPY, FLAG_DST_DEV, c->len, c->dst, G_PA + c->src);
+		return 1;
 	default: /* 4: COPY device to guest */
-		len = pick_len(vsize / 2);
-		dst = pick_off(G_SIZE, len);
-		src = pick_off(vsize, len);
-		put(OP_COPY, FLAG_SRC_DEV, len, G_PA + dst, src);
-		memcpy(gm + dst, vm + src, len);
+		c->len = pick_len(vsize / 2);
+		c->dst = pick_off(G_SIZE, c->len);
+		c->src = pick_off(vsize, c->len);
+		put(OP_COPY, FLAG_SRC_DEV, c->len, G_PA + c->dst, c->src);
+		return 1;
+	}
+}
+
+/* Applies a command to the model, in ring order. */
+static void model_command(const struct cmd *c)
+{
+	u8 *gm = (u8 *)GM_PA, *vm = (u8 *)VM_PA;
+
+	switch (c->op) {
+	case 0:
+		model_fill(gm + c->dst, c->len, c->pat);
+		break;
+	case 1:
+		model_fill(vm + c->dst, c->len, c->pat);
+		break;
+	case 2:
+		memcpy(gm + c->dst, gm + c->src, c->len);
+		break;
+	case 5:
+		memcpy(vm + c->dst, vm + c->src, c->len);
+		break;
+	case 3:
+		memcpy(vm + c->dst, gm + c->src, c->len);
+		break;
+	default:
+		memcpy(gm + c->dst, vm + c->src, c->len);
 		break;
 	}
+}
+
+/*
+ * One batch: 1 to 8 random commands, then a FILL of the whole sink, then
+ * the FENCE. The doorbell rings before the CPU applies the commands to its
+ * model, so the engine works meanwhile; the sink's FILL, which the model
+ * holds as one pattern, keeps the engine busy longer, so that a stop often
+ * finds commands in the ring.
+ */
+static void batch(void)
+{
+	struct cmd cmds[8];
+	u32 n = 1 + rnd() % 8, i, k = 0, want;
+
+	for (i = 0; i < n; i++)
+		k += pick_command(&cmds[k]);
+	sink_pat = rnd();
+	put(OP_FILL, 0, SINK_SIZE, SINK_PA, sink_pat);
+	want = ring_batch();
+	for (i = 0; i < k; i++)
+		model_command(&cmds[i]);
+	wait_batch(want);
 }
 
 /* Bytes in [a, a+len) unlike [b, b+len); *first gets the first offset. */
@@ -435,21 +499,50 @@ static u32 compare(const u8 *a, const u8 *b, u32 len, u32 *first)
 	return bad;
 }
 
+/* Bytes of the sink unlike its last FILL; *first gets the first offset. */
+static u32 compare_sink(u32 *first)
+{
+	const u32 *w = (const u32 *)SINK_PA;
+	u32 bad = 0, i, k;
+
+	for (i = 0; i < SINK_SIZE / 4; i++) {
+		if (w[i] == sink_pat)
+			continue;
+		for (k = 0; k < 4; k++) {
+			if (((const u8 *)&w[i])[k] != (u8)(sink_pat >> (8 * k))) {
+				if (!bad)
+					*first = SINK_PA - G_PA + 4 * i + k;
+				bad++;
+			}
+		}
+	}
+	return bad;
+}
+
+/*
+ * Verifies G, the sink and device memory against the model. Offsets in
+ * guest memory (first_guest) are from G_PA; the sink's come after G's.
+ */
 static void verify(const char *why)
 {
-	u32 bad_g, bad_v, first_g = 0, first_v = 0;
+	u32 bad_g, bad_s, bad_v, first_g = 0, first_s = 0, first_v = 0;
 
 	/* Device memory, read back by the engine into SCRATCH. */
 	put(OP_COPY, FLAG_SRC_DEV, vsize, SCRATCH_PA, 0);
 	run_batch();
 	bad_v = compare((u8 *)SCRATCH_PA, (u8 *)VM_PA, vsize, &first_v);
 	bad_g = compare((u8 *)G_PA, (u8 *)GM_PA, G_SIZE, &first_g);
+	bad_s = compare_sink(&first_s);
+	if (!bad_g)
+		first_g = first_s;
+	bad_g += bad_s;
 	status->verifies++;
-	status->verified_kib += (G_SIZE + vsize) / 1024;
+	status->verified_kib += (G_SIZE + SINK_SIZE + vsize) / 1024;
 	status->bad_guest += bad_g;
 	status->bad_dev += bad_v;
 	print("E2E VERIFY %s batches=%u submitted=%u guest_bytes=%u dev_bytes=%u bad_guest=%u first_guest=%x bad_dev=%u first_dev=%x fence_lost=%u\n",
-	      why, status->batches, status->submitted, G_SIZE, vsize, bad_g,
+	      why, status->batches, status->submitted, G_SIZE + SINK_SIZE,
+	      vsize, bad_g,
 	      first_g, bad_v, first_v, status->fence_lost);
 }
 
@@ -497,9 +590,10 @@ static void setup_device(void)
 	if (rd32(REG_STATUS) & STATUS_ERROR)
 		fail("enabling the ring");
 
-	/* A known start: G and device memory zeroed by the engine. */
+	/* A known start: G, the sink and device memory zeroed by the engine. */
 	for (off = 0; off < G_SIZE; off += XFER_MAX)
 		put(OP_FILL, 0, XFER_MAX, G_PA + off, 0);
+	put(OP_FILL, 0, SINK_SIZE, SINK_PA, 0);
 	put(OP_FILL, FLAG_DST_DEV, vsize, 0, 0);
 	run_batch();
 	memset((void *)GM_PA, 0, G_SIZE);
@@ -517,12 +611,9 @@ void guest_main(void)
 	status->phase = 1;
 
 	for (;;) {
-		u32 n = 1 + rnd() % 8, i;
 		int c;
 
-		for (i = 0; i < n; i++)
-			one_command();
-		run_batch();
+		batch();
 		status->batches++;
 		if (status->batches % 16 == 0)
 			print("E2E PROGRESS batches=%u submitted=%u\n",
