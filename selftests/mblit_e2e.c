@@ -117,7 +117,7 @@ struct result {
 	char why[256];
 	unsigned long cmds_a, cmds_b, inflight;
 	unsigned long long downtime_ms, total_ms, vfio_bytes, ram_bytes;
-	unsigned long long dirty_pages, dirty_syncs;
+	unsigned long long dirty_pages;
 	const char *tracking;	/* as QEMU's trace says */
 	unsigned long verified_bytes;
 };
@@ -628,7 +628,6 @@ static void migrate(struct vm *a, struct vm *b, const struct scenario *s,
 	}
 	r->downtime_ms = json_num(line, "downtime");
 	r->total_ms = json_num(line, "total-time");
-	r->dirty_syncs = json_num(line, "dirty-sync-count");
 	{
 		const char *ram = strstr(line, "\"ram\"");
 		const char *vfio = strstr(line, "\"vfio\"");
@@ -682,7 +681,6 @@ static void run_scenario(int n, const struct scenario *s)
 	migrate(a, b, s, &r);
 	if (r.why[0])
 		goto out;
-	r.cmds_a = debugfs(uuid_a, "commands");
 	if (s->expect == EXPECT_REFUSED) {
 		/* The workload goes on, and verifies, on A. */
 		if (serial_send(a, 'q') ||
@@ -690,6 +688,7 @@ static void run_scenario(int n, const struct scenario *s)
 			failf(&r, "the guest on A did not finish after the refusal");
 			goto out;
 		}
+		r.cmds_a = debugfs(uuid_a, "commands");
 		r.verified_bytes = a->g.verified_bytes;
 		if (a->g.bad_guest || a->g.bad_dev || a->g.fence_lost)
 			failf(&r, "A lost data: %s", a->last_verify);
@@ -697,6 +696,7 @@ static void run_scenario(int n, const struct scenario *s)
 			r.verdict = "PASS";
 		goto out;
 	}
+	r.cmds_a = debugfs(uuid_a, "commands");
 	{
 		uint32_t st[ST_WORDS];
 
