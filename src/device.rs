@@ -44,7 +44,7 @@ use crate::{
         vfio::{self, ioctl, uapi, Device, IovaBitmap, RegionInfo},
     },
     logic::{
-        config_space::{ConfigSpace, CONFIG_SIZE},
+        config_space::{self, ConfigSpace, CONFIG_SIZE},
         desc::Ring,
         mig::MigState,
         region::{self, Part, RunControl},
@@ -229,7 +229,7 @@ impl MblitDevice {
             state <- {
                 let ty = ty.ok_or(EINVAL)?;
                 let state = State {
-                    config: ConfigSpace::new(ty.vram_bytes(), ty.vram_mib as u16),
+                    config: ConfigSpace::new(ty.vram_bytes(), config_space::type_id(ty.vram_mib)),
                     regs: RegFile::new(),
                     vram: Vram::new(ty.vram_bytes())?,
                     irq: Irq::default(),
@@ -318,7 +318,7 @@ impl MblitDevice {
             config: *st.config.image(),
             regs: *st.regs.values(),
             ring_valid: st.ring.is_some() && st.enabled(),
-            error: st.error.map_or(0, |e| e.code()),
+            error: st.error.map_or(regs::ERR_NONE, |e| e.code()),
             errors: st.errors,
             intx_masked: st.irq.masked(),
         }
@@ -327,7 +327,7 @@ impl MblitDevice {
     /// Replaces everything but device memory with `s` (validated by the
     /// state decoder).
     pub(crate) fn apply_device_state(&self, s: &DeviceState) -> Result {
-        let mut config = ConfigSpace::new(self.vram_size, self.type_id as u16);
+        let mut config = ConfigSpace::new(self.vram_size, config_space::type_id(self.type_id));
         config.load(&s.config).map_err(|_| EINVAL)?;
         let mut st = self.state.lock();
         st.config = config;
@@ -465,7 +465,7 @@ impl MblitDevice {
         let s = &decoded.state;
         // decode() checked the config image against this type's read-only
         // bits and the ring; these cannot fail now.
-        let mut config = ConfigSpace::new(self.vram_size, self.type_id as u16);
+        let mut config = ConfigSpace::new(self.vram_size, config_space::type_id(self.type_id));
         config.load(&s.config).map_err(|_| EINVAL)?;
         // Build the new device memory first: running out of memory must
         // leave the old state intact.

@@ -66,11 +66,8 @@ impl MblitDevice {
             }
         })?;
         let cmd = desc::decode(&raw, dev.vram_size()).map_err(|e| (e.code, e.addr))?;
-        match cmd {
-            Command::Nop => Ok(Completion {
-                bytes: 0,
-                fence: None,
-            }),
+        let fence = match cmd {
+            Command::Nop => None,
             Command::Fill { dst, len, pattern } => {
                 let p = pattern.to_le_bytes();
                 let len = u64::from(len);
@@ -88,10 +85,7 @@ impl MblitDevice {
                     Self::store(dev, pins, dst, done, &bounce[..n])?;
                     done += n as u64;
                 }
-                Ok(Completion {
-                    bytes: len,
-                    fence: None,
-                })
+                None
             }
             Command::Copy { dst, src, len } => {
                 let len = u64::from(len);
@@ -107,19 +101,17 @@ impl MblitDevice {
                     Self::store(dev, pins, dst, done, &bounce[..n])?;
                     done += n as u64;
                 }
-                Ok(Completion {
-                    bytes: len,
-                    fence: None,
-                })
+                None
             }
             Command::Fence { iova, value, irq } => {
                 Self::guest_write(dev, pins, iova, &value.to_le_bytes())?;
-                Ok(Completion {
-                    bytes: 0,
-                    fence: Some((value, irq)),
-                })
+                Some((value, irq))
             }
-        }
+        };
+        Ok(Completion {
+            bytes: cmd.bytes(),
+            fence,
+        })
     }
 
     /// The page-sized pieces of `[iova, iova + len)`: `(address, offset of

@@ -21,9 +21,9 @@ mod engine;
 mod irq;
 #[path = "../rust/mod.rs"]
 mod kapi;
-// Its `pub` items are the host crate's API (src/logic/lib.rs); the module
-// uses what it needs. (src/logic/lib.rs holds the host build to the same rule.)
-#[allow(dead_code, unreachable_pub)]
+// The `pub` items of `logic` are the host crate's API (src/logic/lib.rs,
+// used by tests/ and fuzz/); in the module they are crate-visible only.
+#[allow(unreachable_pub)]
 #[deny(unsafe_code)]
 mod logic;
 #[deny(unsafe_code)]
@@ -34,6 +34,8 @@ mod parent;
 mod pins;
 #[deny(unsafe_code)]
 mod state_region;
+#[deny(unsafe_code)]
+mod uapi_check;
 #[deny(unsafe_code)]
 mod vram;
 
@@ -49,7 +51,7 @@ module! {
     imports_ns: ["IOMMUFD"],
     params: {
         mem_budget_mib: u32 {
-            default: 512,
+            default: crate::logic::types::DEFAULT_BUDGET_MIB,
             description: "Device memory all mblit mdevs may use together, in MiB",
         },
         pin_budget: u32 {

@@ -245,6 +245,8 @@ impl Fields {
     }
 
     /// The raw descriptor with these fields.
+    // Host API, for the property tests in fuzz/; the driver does not need it.
+    #[allow(dead_code)]
     pub fn to_raw(&self) -> RawDesc {
         let mut raw = [0u8; DESC_SIZE as usize];
         // `off` is a `DESC_OFF_*` constant, `bytes` that field's size.
@@ -358,6 +360,8 @@ pub fn decode(raw: &RawDesc, vram_size: u64) -> Result<Command, DescError> {
 
 impl Command {
     /// The descriptor that decodes to this command.
+    // Host API, for the property tests in fuzz/; the driver does not need it.
+    #[allow(dead_code)]
     pub fn encode(&self) -> RawDesc {
         let dev = |a: Addr, flag: u8| if a.is_device() { flag } else { 0 };
         let f = match *self {
@@ -425,24 +429,30 @@ impl Ring {
         if !base.is_multiple_of(u64::from(RING_ALIGN)) {
             return Err(ErrorCode::RingConfig);
         }
-        // `1 <= size <= RING_SIZE_MAX` here, so none of these can fail but
-        // the last; checked all the same, as `size` is the guest's.
-        let last = u64::from(size)
-            .checked_mul(u64::from(DESC_SIZE))
-            .and_then(|bytes| bytes.checked_sub(1))
+        let ring = Self { base, size };
+        // `1 <= size <= RING_SIZE_MAX` here (what `bytes` needs), so only
+        // the last step can fail; checked all the same, as `size` is the
+        // guest's.
+        let last = ring
+            .bytes()
+            .checked_sub(1)
             .and_then(|span| base.checked_add(span));
         if last.is_none() {
             return Err(ErrorCode::RingConfig);
         }
-        Ok(Self { base, size })
+        Ok(ring)
     }
 
     /// IOVA of the ring.
+    // Host API, for the property tests in fuzz/; the driver does not need it.
+    #[allow(dead_code)]
     pub fn base(&self) -> u64 {
         self.base
     }
 
     /// Number of descriptors.
+    // Host API, for the property tests in fuzz/; the driver does not need it.
+    #[allow(dead_code)]
     pub fn size(&self) -> u32 {
         self.size
     }

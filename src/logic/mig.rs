@@ -64,11 +64,6 @@ impl MigState {
             Self::Running | Self::PreCopy | Self::RunningP2p | Self::PreCopyP2p
         )
     }
-
-    /// Whether device-memory changes must be tracked for pre-copy.
-    pub const fn tracks_dirty(self) -> bool {
-        matches!(self, Self::PreCopy | Self::PreCopyP2p)
-    }
 }
 
 #[cfg(test)]
@@ -110,7 +105,5 @@ mod tests {
         assert!(!MigState::Resuming.mmio_writable());
         assert!(!MigState::Error.mmio_writable());
         assert!(MigState::RunningP2p.mmio_writable());
-        assert!(MigState::PreCopy.tracks_dirty() && MigState::PreCopyP2p.tracks_dirty());
-        assert!(!MigState::StopCopy.tracks_dirty());
     }
 }

@@ -165,7 +165,7 @@ pub fn classify(offset: u64, len: usize, region_size: u64) -> Result<Part, Regio
         _ => return Err(RegionError::Range),
     };
     let area = u64::from(STATE_AREA_OFFSET);
-    if offset == 0 {
+    if offset == u64::from(STATE_OFF_RUNCTL) {
         if len == 1 {
             Ok(Part::RunControl)
         } else {

@@ -21,7 +21,7 @@
 //! page's content is that of the last record carrying it; a page no record
 //! carries is zero.
 
-use super::config_space::{ConfigSpace, CONFIG_SIZE};
+use super::config_space::{self, ConfigSpace, CONFIG_SIZE};
 use super::desc::Ring;
 use super::regs::{
     ErrorCode, Kind, Reg, RegFile, CTRL_ENABLE, REGS, STATUS_BUSY, STATUS_ERROR,
@@ -178,6 +178,7 @@ pub struct DeviceState {
 impl DeviceState {
     /// The state of a freshly created (or device-reset) mdev of `type_id`
     /// with `vram_size` bytes of device memory.
+    #[cfg(test)]
     pub fn at_reset(type_id: u32, vram_size: u64) -> Self {
         Self {
             type_id,
@@ -223,7 +224,7 @@ impl DeviceState {
 
 /// A reset config space for `type_id`/`vram_size`.
 fn fresh_config(type_id: u32, vram_size: u64) -> ConfigSpace {
-    ConfigSpace::new(vram_size, u16::try_from(type_id).unwrap_or(u16::MAX))
+    ConfigSpace::new(vram_size, config_space::type_id(type_id))
 }
 
 // ---------------------------------------------------------------------------
@@ -904,6 +905,8 @@ impl<'a> Decoded<'a> {
     }
 
     /// Number of pages in the record.
+    // Host API, for the property tests in fuzz/; the driver does not need it.
+    #[allow(dead_code)]
     pub fn npages(&self) -> usize {
         self.entries.len() / PAGE_ENTRY_LEN
     }
@@ -982,6 +985,8 @@ impl<'a> PagesChunk<'a> {
     }
 
     /// Number of pages in the record.
+    // Host API, for the property tests in fuzz/; the driver does not need it.
+    #[allow(dead_code)]
     pub fn npages(&self) -> usize {
         self.entries.len() / PAGE_ENTRY_LEN
     }

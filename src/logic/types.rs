@@ -86,11 +86,13 @@ impl Budget {
     }
 
     /// The limit, in MiB.
+    #[cfg(test)]
     pub const fn limit_mib(&self) -> u32 {
         self.limit_mib
     }
 
     /// MiB currently reserved.
+    #[cfg(test)]
     pub const fn used_mib(&self) -> u32 {
         self.used_mib
     }

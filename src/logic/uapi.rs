@@ -10,6 +10,7 @@
 //! reads the header and fails unless every `#define MBLIT_*` in it is in a
 //! table with the same value and every table entry is defined in the header.
 
+#[cfg(test)]
 use super::{config_space, desc, region, regs};
 
 /// Declares `pub const` items and a table `$table` of `(C name, value)`
@@ -29,6 +30,7 @@ macro_rules! uapi_consts {
         )*
 
         $(#[$tmeta])*
+        #[cfg(test)]
         #[allow(clippy::unnecessary_cast, clippy::cast_lossless)]
         pub const $table: &[(&str, u64)] = &[
             $( (concat!("MBLIT_", stringify!($name)), $name as u64), )*
@@ -38,9 +40,11 @@ macro_rules! uapi_consts {
 pub(crate) use uapi_consts;
 
 /// Every table of constants shared with C, one per module.
+#[cfg(test)]
 pub const TABLES: &[&[(&str, u64)]] = &[config_space::UAPI, regs::UAPI, desc::UAPI, region::UAPI];
 
 /// Looks a shared constant up by its C name.
+#[cfg(test)]
 pub fn lookup(c_name: &str) -> Option<u64> {
     TABLES
         .iter()
