@@ -132,6 +132,15 @@ impl StreamIn {
 
 /// An open data file, not yet handed to user space; `fput` on drop.
 ///
+/// What the user does with a [`DataFile`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Reads it (the source of a migration): opened `O_RDONLY`.
+    Read,
+    /// Writes it (the destination): opened `O_WRONLY`.
+    Write,
+}
+
 /// # Invariants
 ///
 /// `file` holds one reference to a file created by [`DataFile::new`].
@@ -140,13 +149,11 @@ pub(crate) struct DataFile {
 }
 
 impl DataFile {
-    /// A new stream file serving `stream`, opened for writing when `write`
-    /// (the destination) and for reading otherwise.
-    pub(crate) fn new<S: Stream>(stream: Arc<S>, write: bool) -> Result<Self> {
-        let flags = if write {
-            bindings::O_WRONLY
-        } else {
-            bindings::O_RDONLY
+    /// A new stream file serving `stream`, opened for `direction`.
+    pub(crate) fn new<S: Stream>(stream: Arc<S>, direction: Direction) -> Result<Self> {
+        let flags = match direction {
+            Direction::Write => bindings::O_WRONLY,
+            Direction::Read => bindings::O_RDONLY,
         };
         let private = stream.into_foreign();
         // SAFETY: the name is a static string, the ops table is static and

@@ -835,6 +835,9 @@ pub(crate) mod uapi {
     pub(crate) const REGION_INFO_FLAG_READ: u32 = bindings::VFIO_REGION_INFO_FLAG_READ;
     /// `VFIO_REGION_INFO_FLAG_WRITE`.
     pub(crate) const REGION_INFO_FLAG_WRITE: u32 = bindings::VFIO_REGION_INFO_FLAG_WRITE;
+    /// `VFIO_REGION_TYPE_PCI_VENDOR_TYPE`: the type bit of a vendor's own
+    /// region (`vfio_region_info_cap_type.type`).
+    pub(crate) const REGION_TYPE_PCI_VENDOR_TYPE: u32 = bindings::VFIO_REGION_TYPE_PCI_VENDOR_TYPE;
     /// `VFIO_PCI_NUM_REGIONS`: the standard vfio-pci region indexes.
     pub(crate) const PCI_NUM_REGIONS: u32 = bindings::VFIO_PCI_NUM_REGIONS;
     /// `VFIO_PCI_CONFIG_REGION_INDEX`.
@@ -843,6 +846,32 @@ pub(crate) mod uapi {
     pub(crate) const PCI_BAR0_REGION_INDEX: u32 = bindings::VFIO_PCI_BAR0_REGION_INDEX;
     /// `VFIO_PCI_BAR2_REGION_INDEX`.
     pub(crate) const PCI_BAR2_REGION_INDEX: u32 = bindings::VFIO_PCI_BAR2_REGION_INDEX;
+    /// `enum vfio_device_mig_state`: `VFIO_DEVICE_STATE_ERROR`.
+    pub(crate) const DEVICE_STATE_ERROR: u32 =
+        bindings::vfio_device_mig_state_VFIO_DEVICE_STATE_ERROR;
+    /// `VFIO_DEVICE_STATE_STOP`.
+    pub(crate) const DEVICE_STATE_STOP: u32 =
+        bindings::vfio_device_mig_state_VFIO_DEVICE_STATE_STOP;
+    /// `VFIO_DEVICE_STATE_RUNNING`.
+    pub(crate) const DEVICE_STATE_RUNNING: u32 =
+        bindings::vfio_device_mig_state_VFIO_DEVICE_STATE_RUNNING;
+    /// `VFIO_DEVICE_STATE_STOP_COPY`.
+    pub(crate) const DEVICE_STATE_STOP_COPY: u32 =
+        bindings::vfio_device_mig_state_VFIO_DEVICE_STATE_STOP_COPY;
+    /// `VFIO_DEVICE_STATE_RESUMING`.
+    pub(crate) const DEVICE_STATE_RESUMING: u32 =
+        bindings::vfio_device_mig_state_VFIO_DEVICE_STATE_RESUMING;
+    /// `VFIO_DEVICE_STATE_RUNNING_P2P`.
+    pub(crate) const DEVICE_STATE_RUNNING_P2P: u32 =
+        bindings::vfio_device_mig_state_VFIO_DEVICE_STATE_RUNNING_P2P;
+    /// `VFIO_DEVICE_STATE_PRE_COPY`.
+    pub(crate) const DEVICE_STATE_PRE_COPY: u32 =
+        bindings::vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY;
+    /// `VFIO_DEVICE_STATE_PRE_COPY_P2P`.
+    pub(crate) const DEVICE_STATE_PRE_COPY_P2P: u32 =
+        bindings::vfio_device_mig_state_VFIO_DEVICE_STATE_PRE_COPY_P2P;
+    /// `VFIO_DEVICE_STATE_NR`: one past the last state.
+    pub(crate) const DEVICE_STATE_NR: u32 = bindings::vfio_device_mig_state_VFIO_DEVICE_STATE_NR;
     /// `VFIO_MIGRATION_STOP_COPY`.
     pub(crate) const MIGRATION_STOP_COPY: u32 = bindings::VFIO_MIGRATION_STOP_COPY;
     /// `VFIO_MIGRATION_P2P`.

@@ -190,6 +190,17 @@ impl State {
     }
 }
 
+/// What a device reset covers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    /// The device only (`VFIO_DEVICE_RESET`): the user's interrupt
+    /// triggers and DMA logging stay.
+    Device,
+    /// The device and what belonged to the user of the device file
+    /// (interrupt triggers, DMA logging): for open and close.
+    NewUser,
+}
+
 /// The driver data of one mblit VFIO device.
 #[pin_data]
 pub(crate) struct MblitDevice {
@@ -425,10 +436,10 @@ impl MblitDevice {
     /// Brings the device to the state a reset gives: the migration ends,
     /// the engine stops (its pages unpinned), registers, config space,
     /// device memory (freed: it reads as zeros) and the DEVICE_STATE region
-    /// go back to their reset values. `new_user`: also drop what belongs to
-    /// the user of the device file (interrupt triggers, DMA logging), for
-    /// open and close; `VFIO_DEVICE_RESET` keeps them.
-    fn reset_device(dev: &Device<Self>, new_user: bool) {
+    /// go back to their reset values; [`Reset::NewUser`] also drops what
+    /// belongs to the user of the device file.
+    fn reset_device(dev: &Device<Self>, scope: Reset) {
+        let new_user = scope == Reset::NewUser;
         dev.mig_reset();
         if new_user {
             dev.log.lock().stop();
@@ -810,7 +821,7 @@ impl vfio::Ops for MblitDevice {
     fn open(dev: &Device<Self>) -> Result {
         // A new user starts from the reset state, whatever happened before
         // (close resets too; this makes the rule local).
-        Self::reset_device(dev, true);
+        Self::reset_device(dev, Reset::NewUser);
         Ok(())
     }
 
@@ -818,7 +829,7 @@ impl vfio::Ops for MblitDevice {
         // Stop the engine, drop every pin and interrupt trigger, end the
         // migration, free device memory: nothing of this user may stay
         // reachable once the device is closed.
-        Self::reset_device(dev, true);
+        Self::reset_device(dev, Reset::NewUser);
     }
 
     fn removed(dev: &Device<Self>) {
@@ -941,7 +952,7 @@ impl vfio::Ops for MblitDevice {
                 Ok(0)
             }
             ioctl::DEVICE_RESET => {
-                Self::reset_device(dev, false);
+                Self::reset_device(dev, Reset::Device);
                 Ok(0)
             }
             _ => Err(ENOTTY),

@@ -30,6 +30,15 @@ pub(crate) struct Completion {
 
 type Chunk = [u8; GUEST_PAGE as usize];
 
+/// What a guest-memory read fetches: its faults are reported differently.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// A descriptor (a fault is `ERR_RING_FETCH`).
+    Descriptor,
+    /// A command's source data (a fault is `ERR_IOVA_FAULT`).
+    Data,
+}
+
 impl MblitDevice {
     /// The work item: runs commands until the engine may not run any more.
     pub(crate) fn run_engine(dev: &Device<Self>) {
@@ -58,13 +67,15 @@ impl MblitDevice {
     ) -> core::result::Result<Completion, EngineError> {
         let mut raw: RawDesc = [0; DESC_SIZE as usize];
         let desc_iova = ring.desc_iova(head);
-        Self::guest_read(dev, pins, desc_iova, &mut raw, true).map_err(|(code, addr)| {
-            match code {
-                // ERR_ADDR of a failed fetch is the descriptor's IOVA.
-                ErrorCode::RingFetch => (code, desc_iova),
-                _ => (code, addr),
-            }
-        })?;
+        Self::guest_read(dev, pins, desc_iova, &mut raw, Read::Descriptor).map_err(
+            |(code, addr)| {
+                match code {
+                    // ERR_ADDR of a failed fetch is the descriptor's IOVA.
+                    ErrorCode::RingFetch => (code, desc_iova),
+                    _ => (code, addr),
+                }
+            },
+        )?;
         let cmd = desc::decode(&raw, dev.vram_size()).map_err(|e| (e.code, e.addr))?;
         let fence = match cmd {
             Command::Nop => None,
@@ -141,14 +152,15 @@ impl MblitDevice {
     }
 
     /// Reads guest memory at `iova` into `out` through the command's
-    /// pinned pages; `ring` for a descriptor fetch.
+    /// pinned pages.
     fn guest_read(
         dev: &Device<Self>,
         pins: &mut CommandPins<'_, Self>,
         iova: u64,
         out: &mut [u8],
-        ring: bool,
+        what: Read,
     ) -> core::result::Result<(), EngineError> {
+        let ring = what == Read::Descriptor;
         let fault = if ring {
             ErrorCode::RingFetch
         } else {
@@ -220,7 +232,7 @@ impl MblitDevice {
     ) -> core::result::Result<(), EngineError> {
         let a = Self::at(addr, done)?;
         match addr {
-            Addr::Guest(_) => Self::guest_read(dev, pins, a, out, false),
+            Addr::Guest(_) => Self::guest_read(dev, pins, a, out, Read::Data),
             Addr::Device(_) => dev.vram_read(a, out).map_err(|_| (ErrorCode::DevRange, a)),
         }
     }

@@ -26,7 +26,7 @@ use crate::{
     device::MblitDevice,
     kapi::{
         compat,
-        datafile::{DataFile, Stream, StreamIn, StreamOut},
+        datafile::{DataFile, Direction, Stream, StreamIn, StreamOut},
         vfio::{self, uapi, Device, DeviceRef},
     },
     logic::{
@@ -137,8 +137,19 @@ struct ResumeInner {
     device: Option<DeviceState>,
 }
 
+/// When a save stream starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// While the device runs (PRE_COPY): pages first, the final record
+    /// once the device stops.
+    PreCopy,
+    /// With the device stopped (STOP_COPY): the final record is taken now.
+    StopCopy,
+}
+
 impl SaveStream {
-    fn new(dev: &Device<MblitDevice>, stopped: bool) -> Result<Arc<Self>> {
+    fn new(dev: &Device<MblitDevice>, phase: Phase) -> Result<Arc<Self>> {
+        let stopped = phase == Phase::StopCopy;
         let last = if stopped {
             Some(Self::final_record(dev)?)
         } else {
@@ -586,8 +597,8 @@ impl MblitDevice {
             }
             (RunningP2p, Stop) | (Stop, RunningP2p) => dev.set_v2_state(to),
             (Stop, StopCopy) => {
-                let s = SaveStream::new(dev, true)?;
-                file = Some(DataFile::new(s.clone(), false)?);
+                let s = SaveStream::new(dev, Phase::StopCopy)?;
+                file = Some(DataFile::new(s.clone(), Direction::Read)?);
                 mig.save = Some(s);
                 dev.set_v2_state(to);
             }
@@ -601,7 +612,7 @@ impl MblitDevice {
             }
             (Stop, Resuming) => {
                 let r = ResumeStream::new(dev)?;
-                file = Some(DataFile::new(r.clone(), true)?);
+                file = Some(DataFile::new(r.clone(), Direction::Write)?);
                 dev.with_vram_mut(|v| {
                     v.clear();
                     Ok(())
@@ -627,8 +638,8 @@ impl MblitDevice {
                     v.start_tracking();
                     Ok(())
                 })?;
-                let s = SaveStream::new(dev, false)?;
-                file = Some(DataFile::new(s.clone(), false)?);
+                let s = SaveStream::new(dev, Phase::PreCopy)?;
+                file = Some(DataFile::new(s.clone(), Direction::Read)?);
                 mig.save = Some(s);
                 dev.set_v2_state(to);
             }

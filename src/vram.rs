@@ -12,8 +12,9 @@
 
 use kernel::prelude::*;
 
-/// Granule of device memory allocation.
-pub(crate) const VRAM_PAGE: usize = 4096;
+/// Granule of device memory allocation: the state format's page, so a
+/// page of device memory is a page of a state record.
+pub(crate) const VRAM_PAGE: usize = crate::logic::state::PAGE;
 
 type Page = [u8; VRAM_PAGE];
 

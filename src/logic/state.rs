@@ -2240,4 +2240,95 @@ mod tests {
             assert!(decode_pages_chunk(&v, TYPE, VRAM).is_err());
         }
     }
+
+    /// The layout fingerprint each format version was released with:
+    /// `(version, fingerprint)`. A build that changes the layout adds the
+    /// next version's entry and keeps the older ones.
+    const LAYOUT_FINGERPRINTS: &[(u32, u64)] = &[(1, FINGERPRINT_V1)];
+    const FINGERPRINT_V1: u64 = 0x444e_be85_e3ad_abdb;
+
+    /// A fingerprint of the encoded layout: a hash of a device record
+    /// with two pages, a pages record with one page and a DEVICE_STATE
+    /// region header, all of fixed, arbitrary content. It changes with any
+    /// field offset, size, order, section, magic or record kind.
+    fn layout_fingerprint() -> u64 {
+        use super::super::region::Header;
+        let mut regs = [0u64; REGS.len()];
+        for (k, r) in regs.iter_mut().enumerate() {
+            *r = 0x0101_0101_0101_0101 * (k as u64 + 1);
+        }
+        let mut config = [0u8; CONFIG_LEN];
+        for (i, b) in config.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let ds = DeviceState {
+            type_id: 0x1234,
+            vram_size: 0x10_0000,
+            config,
+            regs,
+            ring_valid: true,
+            error: 0x56,
+            errors: 0x789a,
+            intx_masked: true,
+        };
+        let p1 = [0xa5u8; PAGE];
+        let p2 = [0x5au8; PAGE];
+        let pages = [(3u64, &p1), (7u64, &p2)];
+
+        let mut device = vec![0u8; encoded_len(2)];
+        encode(&ds, 2, pages.iter().copied(), &mut device).unwrap();
+        let mut chunk = vec![0u8; pages_chunk_len(1)];
+        encode_pages_chunk(
+            ds.type_id,
+            ds.vram_size,
+            1,
+            pages[..1].iter().copied(),
+            &mut chunk,
+        )
+        .unwrap();
+        let header = Header {
+            type_id: ds.type_id,
+            state_size: 0x1122_3344_5566,
+            generation: 0x77,
+        }
+        .encode();
+
+        // FNV-1a, not CRC32: a record ending in its own CRC32 has the same
+        // CRC32 whatever its content.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for part in [&device[..], &chunk[..], &header[..]] {
+            for &b in (part.len() as u64).to_le_bytes().iter().chain(part) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    /// A layout change without a version bump fails here: the fingerprint
+    /// recorded for [`FORMAT_VERSION`] is that of the layout this build
+    /// writes.
+    #[test]
+    fn layout_change_needs_a_version_bump() {
+        let got = layout_fingerprint();
+        let recorded = LAYOUT_FINGERPRINTS
+            .iter()
+            .find(|&&(v, _)| v == FORMAT_VERSION)
+            .map(|&(_, f)| f);
+        assert_eq!(
+            recorded,
+            Some(got),
+            "the state layout's fingerprint is {got:#018x}: if the layout changed, bump \
+             FORMAT_VERSION (docs/migration.md §1.8) and record the new version's \
+             fingerprint in LAYOUT_FINGERPRINTS; never edit an older version's entry"
+        );
+        // Versions are recorded in order, one entry each, none ahead of
+        // this build.
+        for w in LAYOUT_FINGERPRINTS.windows(2) {
+            assert_eq!(w[1].0, w[0].0 + 1);
+        }
+        assert_eq!(
+            LAYOUT_FINGERPRINTS.last().map(|e| e.0),
+            Some(FORMAT_VERSION)
+        );
+    }
 }
