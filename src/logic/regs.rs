@@ -13,80 +13,22 @@
 use super::uapi::uapi_consts;
 
 uapi_consts! {
-    /// The shared constants of this module, by C name.
-    table UAPI;
+    /// The shared constants of this module other than the register map's,
+    /// by C name.
+    table UAPI_VALUES;
 
     /// Size of BAR0 (the register region) in bytes.
     pub const BAR0_SIZE: u32 = 0x1000;
-
-    /// `ID` (RO, 4): the identification magic [`ID_MAGIC`].
-    pub const REG_ID: u32 = 0x000;
-    /// `VERSION` (RO, 4): register interface version [`DEVICE_VERSION`].
-    pub const REG_VERSION: u32 = 0x004;
-    /// `CTRL` (RW, 4): [`CTRL_ENABLE`], [`CTRL_RESET`].
-    pub const REG_CTRL: u32 = 0x008;
-    /// `STATUS` (RO, 4): [`STATUS_BUSY`], [`STATUS_ERROR`] and the error code.
-    pub const REG_STATUS: u32 = 0x00c;
-    /// `RING_BASE` (RW, 8; 4 at +0/+4): IOVA of the descriptor ring.
-    pub const REG_RING_BASE: u32 = 0x010;
-    /// `RING_SIZE` (RW, 4): number of descriptors in the ring.
-    pub const REG_RING_SIZE: u32 = 0x018;
-    /// `RING_HEAD` (RO, 4): free-running index of the next descriptor the
-    /// device executes.
-    pub const REG_RING_HEAD: u32 = 0x01c;
-    /// `RING_TAIL` (RW, 4): free-running index one past the last descriptor
-    /// the guest made available; writing it rings the doorbell.
-    pub const REG_RING_TAIL: u32 = 0x020;
-    /// `INT_STATUS` (W1C, 4): [`INT_FENCE`], [`INT_ERROR`].
-    pub const REG_INT_STATUS: u32 = 0x024;
-    /// `INT_MASK` (RW, 4): a set bit masks the same bit of `INT_STATUS`.
-    pub const REG_INT_MASK: u32 = 0x028;
-    /// `FENCE_LAST` (RO, 8; 4 at +0/+4): value of the last completed FENCE.
-    pub const REG_FENCE_LAST: u32 = 0x030;
-    /// `CMD_COUNT` (RO, 8; 4 at +0/+4): commands completed.
-    pub const REG_CMD_COUNT: u32 = 0x038;
-    /// `BYTE_COUNT` (RO, 8; 4 at +0/+4): bytes written by completed FILL
-    /// and COPY commands.
-    pub const REG_BYTE_COUNT: u32 = 0x040;
-    /// `ERR_INDEX` (RO, 4): ring index at which the engine stopped on error.
-    pub const REG_ERR_INDEX: u32 = 0x048;
-    /// `ERR_ADDR` (RO, 8; 4 at +0/+4): the address an error is about.
-    pub const REG_ERR_ADDR: u32 = 0x050;
-    /// `SCRATCH0` (RW, 8; any of 1/2/4/8 naturally aligned).
-    pub const REG_SCRATCH0: u32 = 0x060;
-    /// `SCRATCH1`, like `SCRATCH0`.
-    pub const REG_SCRATCH1: u32 = 0x068;
-    /// `SCRATCH2`, like `SCRATCH0`.
-    pub const REG_SCRATCH2: u32 = 0x070;
-    /// `SCRATCH3`, like `SCRATCH0`.
-    pub const REG_SCRATCH3: u32 = 0x078;
 
     /// Value of `ID`: the bytes `"MBLT"` in little-endian order.
     pub const ID_MAGIC: u32 = 0x544c_424d;
     /// Value of `VERSION`: major in bits 31:16, minor in bits 15:0 (1.0).
     pub const DEVICE_VERSION: u32 = 0x0001_0000;
 
-    /// `CTRL` bit: the engine may fetch descriptors.
-    pub const CTRL_ENABLE: u32 = 1 << 0;
-    /// `CTRL` bit: write 1 to reset the engine and all registers; reads 0.
-    pub const CTRL_RESET: u32 = 1 << 1;
-
-    /// `STATUS` bit: `CTRL.ENABLE` is set, there is no error and
-    /// `RING_HEAD` differs from `RING_TAIL`.
-    pub const STATUS_BUSY: u32 = 1 << 0;
-    /// `STATUS` bit: the engine stopped on an error (code in bits 15:8).
-    pub const STATUS_ERROR: u32 = 1 << 1;
     /// Shift of the error code field in `STATUS`.
-    pub const STATUS_ERR_CODE_SHIFT: u32 = 8;
-    /// Mask of the error code field in `STATUS`.
-    pub const STATUS_ERR_CODE_MASK: u32 = 0xff00;
-
-    /// `INT_STATUS`/`INT_MASK` bit: a FENCE with the IRQ flag completed.
-    pub const INT_FENCE: u32 = 1 << 0;
-    /// `INT_STATUS`/`INT_MASK` bit: the engine stopped on an error.
-    pub const INT_ERROR: u32 = 1 << 1;
+    pub const STATUS_ERR_CODE_SHIFT: u32 = STATUS_ERR_CODE_MASK.trailing_zeros();
     /// All defined interrupt bits.
-    pub const INT_ALL: u32 = 0x3;
+    pub const INT_ALL: u32 = INT_FENCE | INT_ERROR;
 
     /// Largest valid `RING_SIZE` (descriptors).
     pub const RING_SIZE_MAX: u32 = 4096;
@@ -119,6 +61,161 @@ uapi_consts! {
     pub const ERR_PIN_BUDGET: u8 = 0x0b;
     /// Error code: guest memory was unmapped while the command used it.
     pub const ERR_UNMAPPED: u8 = 0x0c;
+}
+
+/// Declares the register map, each register once: its [`Reg`] variant,
+/// the `REG_<NAME>` offset constant, its width (`u32` or `u64`), its
+/// [`Kind`] with the bits a write can change, its reset value (default 0),
+/// access widths beyond the full width and aligned 4-byte halves, and its
+/// bit fields as `NAME = hi:lo` (each a mask constant). Generates the
+/// constants, [`Reg`], [`REGS`] and the `UAPI` table of C names (the
+/// offsets as `MBLIT_REG_<NAME>`, the fields as `MBLIT_<FIELD>`).
+macro_rules! registers {
+    (
+        $(
+            $(#[$doc:meta])*
+            $reg:ident: $offset_name:ident = $offset:literal, $ty:ty,
+                $kind:ident $(($mask:expr))?
+                $({
+                    $( $(#[$fdoc:meta])* $field:ident = $hi:literal : $lo:literal ),* $(,)?
+                })?
+                $(, reset $reset:expr)?
+                $(, widths $widths:expr)?;
+        )*
+    ) => {
+        $(
+            $(#[$doc])*
+            pub const $offset_name: u32 = $offset;
+            $($(
+                $(#[$fdoc])*
+                pub const $field: u32 = field_mask($hi, $lo);
+            )*)?
+        )*
+
+        /// One BAR0 register.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Reg {
+            $( $(#[$doc])* $reg, )*
+        }
+
+        /// The register map, sorted by offset. Offsets not covered are
+        /// holes.
+        pub const REGS: [RegInfo; [$(stringify!($reg)),*].len()] = [
+            $(
+                RegInfo {
+                    reg: Reg::$reg,
+                    name: strip_reg_prefix(stringify!($offset_name)),
+                    offset: $offset_name,
+                    size: core::mem::size_of::<$ty>() as u8,
+                    widths: full_widths(core::mem::size_of::<$ty>()) $(| ($widths))?,
+                    kind: Kind::$kind,
+                    reset: 0 $(| ($reset))?,
+                    write_mask: 0 $(| ($mask))?,
+                },
+            )*
+        ];
+
+        /// The register map's constants shared with C, by C name.
+        #[cfg(test)]
+        pub const UAPI: &[(&str, u64)] = &[
+            $(
+                (concat!("MBLIT_", stringify!($offset_name)), $offset_name as u64),
+                $($( (concat!("MBLIT_", stringify!($field)), $field as u64), )*)?
+            )*
+        ];
+    };
+}
+
+/// The mask of bits `hi:lo` of a 32-bit register; evaluated at compile
+/// time, where a field outside 31:0 or with `hi < lo` stops the build.
+#[allow(clippy::arithmetic_side_effects)]
+const fn field_mask(hi: u32, lo: u32) -> u32 {
+    assert!(lo <= hi && hi < 32);
+    (u32::MAX >> (31 - hi)) & (u32::MAX << lo)
+}
+
+/// The widths every register allows: its full width and, for a 64-bit one,
+/// its aligned 32-bit halves.
+const fn full_widths(size: usize) -> u8 {
+    match size {
+        4 => W4,
+        8 => W4 | W8,
+        _ => panic!("a register is 4 or 8 bytes"),
+    }
+}
+
+/// `"REG_X"` without its `REG_` prefix: a register's name in
+/// docs/device.md, from its offset constant's name.
+const fn strip_reg_prefix(s: &'static str) -> &'static str {
+    match s.as_bytes() {
+        [b'R', b'E', b'G', b'_', rest @ ..] => match core::str::from_utf8(rest) {
+            Ok(name) => name,
+            Err(_) => panic!("not UTF-8"),
+        },
+        _ => panic!("a register's offset constant is named REG_<NAME>"),
+    }
+}
+
+registers! {
+    /// `ID` (RO, 4): the identification magic [`ID_MAGIC`].
+    Id: REG_ID = 0x000, u32, Ro, reset ID_MAGIC as u64;
+    /// `VERSION` (RO, 4): register interface version [`DEVICE_VERSION`].
+    Version: REG_VERSION = 0x004, u32, Ro, reset DEVICE_VERSION as u64;
+    /// `CTRL` (RW, 4): [`CTRL_ENABLE`], [`CTRL_RESET`].
+    Ctrl: REG_CTRL = 0x008, u32, Rw(CTRL_ENABLE as u64) {
+        /// `CTRL` bit: the engine may fetch descriptors.
+        CTRL_ENABLE = 0:0,
+        /// `CTRL` bit: write 1 to reset the engine and all registers; reads 0.
+        CTRL_RESET = 1:1,
+    };
+    /// `STATUS` (RO, 4): [`STATUS_BUSY`], [`STATUS_ERROR`] and the error code.
+    Status: REG_STATUS = 0x00c, u32, Ro {
+        /// `STATUS` bit: `CTRL.ENABLE` is set, there is no error and
+        /// `RING_HEAD` differs from `RING_TAIL`.
+        STATUS_BUSY = 0:0,
+        /// `STATUS` bit: the engine stopped on an error (code in bits 15:8).
+        STATUS_ERROR = 1:1,
+        /// Mask of the error code field in `STATUS`.
+        STATUS_ERR_CODE_MASK = 15:8,
+    };
+    /// `RING_BASE` (RW, 8; 4 at +0/+4): IOVA of the descriptor ring.
+    RingBase: REG_RING_BASE = 0x010, u64, Rw(!(RING_ALIGN as u64).wrapping_sub(1));
+    /// `RING_SIZE` (RW, 4): number of descriptors in the ring.
+    RingSize: REG_RING_SIZE = 0x018, u32, Rw(0xffff_ffff);
+    /// `RING_HEAD` (RO, 4): free-running index of the next descriptor the
+    /// device executes.
+    RingHead: REG_RING_HEAD = 0x01c, u32, Ro;
+    /// `RING_TAIL` (RW, 4): free-running index one past the last descriptor
+    /// the guest made available; writing it rings the doorbell.
+    RingTail: REG_RING_TAIL = 0x020, u32, Rw(0xffff_ffff);
+    /// `INT_STATUS` (W1C, 4): [`INT_FENCE`], [`INT_ERROR`].
+    IntStatus: REG_INT_STATUS = 0x024, u32, W1c(INT_ALL as u64) {
+        /// `INT_STATUS`/`INT_MASK` bit: a FENCE with the IRQ flag completed.
+        INT_FENCE = 0:0,
+        /// `INT_STATUS`/`INT_MASK` bit: the engine stopped on an error.
+        INT_ERROR = 1:1,
+    };
+    /// `INT_MASK` (RW, 4): a set bit masks the same bit of `INT_STATUS`.
+    IntMask: REG_INT_MASK = 0x028, u32, Rw(INT_ALL as u64);
+    /// `FENCE_LAST` (RO, 8; 4 at +0/+4): value of the last completed FENCE.
+    FenceLast: REG_FENCE_LAST = 0x030, u64, Ro;
+    /// `CMD_COUNT` (RO, 8; 4 at +0/+4): commands completed.
+    CmdCount: REG_CMD_COUNT = 0x038, u64, Ro;
+    /// `BYTE_COUNT` (RO, 8; 4 at +0/+4): bytes written by completed FILL
+    /// and COPY commands.
+    ByteCount: REG_BYTE_COUNT = 0x040, u64, Ro;
+    /// `ERR_INDEX` (RO, 4): ring index at which the engine stopped on error.
+    ErrIndex: REG_ERR_INDEX = 0x048, u32, Ro;
+    /// `ERR_ADDR` (RO, 8; 4 at +0/+4): the address an error is about.
+    ErrAddr: REG_ERR_ADDR = 0x050, u64, Ro;
+    /// `SCRATCH0` (RW, 8; any of 1/2/4/8 naturally aligned).
+    Scratch0: REG_SCRATCH0 = 0x060, u64, Rw(u64::MAX), widths W1 | W2;
+    /// `SCRATCH1`, like `SCRATCH0`.
+    Scratch1: REG_SCRATCH1 = 0x068, u64, Rw(u64::MAX), widths W1 | W2;
+    /// `SCRATCH2`, like `SCRATCH0`.
+    Scratch2: REG_SCRATCH2 = 0x070, u64, Rw(u64::MAX), widths W1 | W2;
+    /// `SCRATCH3`, like `SCRATCH0`.
+    Scratch3: REG_SCRATCH3 = 0x078, u64, Rw(u64::MAX), widths W1 | W2;
 }
 
 /// A device error, as reported in `STATUS` bits 15:8.
@@ -190,49 +287,6 @@ pub const fn status_value(busy: bool, error: Option<ErrorCode>) -> u32 {
     v
 }
 
-/// One BAR0 register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reg {
-    /// `ID`.
-    Id,
-    /// `VERSION`.
-    Version,
-    /// `CTRL`.
-    Ctrl,
-    /// `STATUS`.
-    Status,
-    /// `RING_BASE`.
-    RingBase,
-    /// `RING_SIZE`.
-    RingSize,
-    /// `RING_HEAD`.
-    RingHead,
-    /// `RING_TAIL`.
-    RingTail,
-    /// `INT_STATUS`.
-    IntStatus,
-    /// `INT_MASK`.
-    IntMask,
-    /// `FENCE_LAST`.
-    FenceLast,
-    /// `CMD_COUNT`.
-    CmdCount,
-    /// `BYTE_COUNT`.
-    ByteCount,
-    /// `ERR_INDEX`.
-    ErrIndex,
-    /// `ERR_ADDR`.
-    ErrAddr,
-    /// `SCRATCH0`.
-    Scratch0,
-    /// `SCRATCH1`.
-    Scratch1,
-    /// `SCRATCH2`.
-    Scratch2,
-    /// `SCRATCH3`.
-    Scratch3,
-}
-
 /// How guest writes affect a register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -276,211 +330,22 @@ pub struct RegInfo {
     pub write_mask: u64,
 }
 
-#[allow(clippy::too_many_arguments)]
-const fn info(
-    reg: Reg,
-    name: &'static str,
-    offset: u32,
-    size: u8,
-    widths: u8,
-    kind: Kind,
-    reset: u64,
-    write_mask: u64,
-) -> RegInfo {
-    RegInfo {
-        reg,
-        name,
-        offset,
-        size,
-        widths,
-        kind,
-        reset,
-        write_mask,
-    }
-}
-
-/// The register map, sorted by offset. Offsets not covered are holes.
-pub const REGS: [RegInfo; 19] = [
-    info(Reg::Id, "ID", REG_ID, 4, W4, Kind::Ro, ID_MAGIC as u64, 0),
-    info(
-        Reg::Version,
-        "VERSION",
-        REG_VERSION,
-        4,
-        W4,
-        Kind::Ro,
-        DEVICE_VERSION as u64,
-        0,
-    ),
-    info(
-        Reg::Ctrl,
-        "CTRL",
-        REG_CTRL,
-        4,
-        W4,
-        Kind::Rw,
-        0,
-        CTRL_ENABLE as u64,
-    ),
-    info(Reg::Status, "STATUS", REG_STATUS, 4, W4, Kind::Ro, 0, 0),
-    info(
-        Reg::RingBase,
-        "RING_BASE",
-        REG_RING_BASE,
-        8,
-        W4 | W8,
-        Kind::Rw,
-        0,
-        !(RING_ALIGN as u64 - 1),
-    ),
-    info(
-        Reg::RingSize,
-        "RING_SIZE",
-        REG_RING_SIZE,
-        4,
-        W4,
-        Kind::Rw,
-        0,
-        0xffff_ffff,
-    ),
-    info(
-        Reg::RingHead,
-        "RING_HEAD",
-        REG_RING_HEAD,
-        4,
-        W4,
-        Kind::Ro,
-        0,
-        0,
-    ),
-    info(
-        Reg::RingTail,
-        "RING_TAIL",
-        REG_RING_TAIL,
-        4,
-        W4,
-        Kind::Rw,
-        0,
-        0xffff_ffff,
-    ),
-    info(
-        Reg::IntStatus,
-        "INT_STATUS",
-        REG_INT_STATUS,
-        4,
-        W4,
-        Kind::W1c,
-        0,
-        INT_ALL as u64,
-    ),
-    info(
-        Reg::IntMask,
-        "INT_MASK",
-        REG_INT_MASK,
-        4,
-        W4,
-        Kind::Rw,
-        0,
-        INT_ALL as u64,
-    ),
-    info(
-        Reg::FenceLast,
-        "FENCE_LAST",
-        REG_FENCE_LAST,
-        8,
-        W4 | W8,
-        Kind::Ro,
-        0,
-        0,
-    ),
-    info(
-        Reg::CmdCount,
-        "CMD_COUNT",
-        REG_CMD_COUNT,
-        8,
-        W4 | W8,
-        Kind::Ro,
-        0,
-        0,
-    ),
-    info(
-        Reg::ByteCount,
-        "BYTE_COUNT",
-        REG_BYTE_COUNT,
-        8,
-        W4 | W8,
-        Kind::Ro,
-        0,
-        0,
-    ),
-    info(
-        Reg::ErrIndex,
-        "ERR_INDEX",
-        REG_ERR_INDEX,
-        4,
-        W4,
-        Kind::Ro,
-        0,
-        0,
-    ),
-    info(
-        Reg::ErrAddr,
-        "ERR_ADDR",
-        REG_ERR_ADDR,
-        8,
-        W4 | W8,
-        Kind::Ro,
-        0,
-        0,
-    ),
-    info(
-        Reg::Scratch0,
-        "SCRATCH0",
-        REG_SCRATCH0,
-        8,
-        W1 | W2 | W4 | W8,
-        Kind::Rw,
-        0,
-        u64::MAX,
-    ),
-    info(
-        Reg::Scratch1,
-        "SCRATCH1",
-        REG_SCRATCH1,
-        8,
-        W1 | W2 | W4 | W8,
-        Kind::Rw,
-        0,
-        u64::MAX,
-    ),
-    info(
-        Reg::Scratch2,
-        "SCRATCH2",
-        REG_SCRATCH2,
-        8,
-        W1 | W2 | W4 | W8,
-        Kind::Rw,
-        0,
-        u64::MAX,
-    ),
-    info(
-        Reg::Scratch3,
-        "SCRATCH3",
-        REG_SCRATCH3,
-        8,
-        W1 | W2 | W4 | W8,
-        Kind::Rw,
-        0,
-        u64::MAX,
-    ),
-];
-
-// `REGS` lists every variant once, in declaration order, so that
-// `REGS[reg as usize]` is `reg`'s entry: checked at compile time.
+// The access rules of the map, checked at compile time: `REGS` lists every
+// variant once, in declaration order (so `REGS[reg as usize]` is `reg`'s
+// entry), sorted by offset without overlap, each register naturally
+// aligned inside BAR0; a read-only register has no writable bit.
+#[allow(clippy::arithmetic_side_effects)]
 const _: () = {
     let mut i = 0;
     while i < REGS.len() {
-        assert!(REGS[i].reg as usize == i);
+        let r = &REGS[i];
+        assert!(r.reg as usize == i);
+        assert!(r.offset.is_multiple_of(r.size as u32));
+        assert!(r.offset + r.size as u32 <= BAR0_SIZE);
+        assert!(!matches!(r.kind, Kind::Ro) || r.write_mask == 0);
+        if i > 0 {
+            assert!(REGS[i - 1].offset + REGS[i - 1].size as u32 <= r.offset);
+        }
         i += 1;
     }
     assert!(Reg::Scratch3 as usize + 1 == REGS.len());

@@ -41,7 +41,13 @@ pub(crate) use uapi_consts;
 
 /// Every table of constants shared with C, one per module.
 #[cfg(test)]
-pub const TABLES: &[&[(&str, u64)]] = &[config_space::UAPI, regs::UAPI, desc::UAPI, region::UAPI];
+pub const TABLES: &[&[(&str, u64)]] = &[
+    config_space::UAPI,
+    regs::UAPI,
+    regs::UAPI_VALUES,
+    desc::UAPI,
+    region::UAPI,
+];
 
 /// Looks a shared constant up by its C name.
 #[cfg(test)]
