@@ -36,7 +36,7 @@
 
 use crate::{
     dirty_log::DirtyLog,
-    engine::Completion,
+    engine::{self, Completion, Engine, Host as _},
     irq::{self, Irq},
     kapi::{
         datafile::DataFile,
@@ -209,7 +209,7 @@ pub(crate) struct MblitDevice {
     #[pin]
     state: Mutex<State>,
     #[pin]
-    pub(crate) pins: PinTracker,
+    pins: PinTracker,
     #[pin]
     counters: Counters<5>,
     /// The v2 migration's streams; taken before `state`.
@@ -262,16 +262,6 @@ impl MblitDevice {
             this.counters.set(C_BUDGET, u64::from(pin_budget));
             Ok(())
         })
-    }
-
-    /// Device memory size in bytes.
-    pub(crate) fn vram_size(&self) -> u64 {
-        self.vram_size
-    }
-
-    /// The engine wrote the guest page at `page_iova`.
-    pub(crate) fn log_write(&self, page_iova: u64) {
-        self.log.lock().mark(page_iova);
     }
 
     /// The mdev type id (device memory in MiB).
@@ -359,70 +349,6 @@ impl MblitDevice {
         st.config.reset();
         st.vram.clear();
         st.sync(0);
-    }
-
-    /// Reads device memory for the engine.
-    pub(crate) fn vram_read(&self, offset: u64, out: &mut [u8]) -> Result {
-        self.state.lock().vram.read_into(offset, out)
-    }
-
-    /// Writes device memory for the engine.
-    pub(crate) fn vram_write(&self, offset: u64, data: &[u8]) -> Result {
-        self.state.lock().vram.write_from(offset, data)
-    }
-
-    /// The next command the engine may run.
-    pub(crate) fn next_command(&self) -> Option<(Ring, u32)> {
-        self.state.lock().next_command()
-    }
-
-    /// Records the outcome of the command at `head`.
-    pub(crate) fn finish_command(
-        &self,
-        head: u32,
-        result: core::result::Result<Completion, EngineError>,
-    ) {
-        self.update_pin_count();
-        let mut st = self.state.lock();
-        match result {
-            Ok(done) => {
-                let mut events = 0;
-                if let Some((value, irq)) = done.fence {
-                    st.regs.set(Reg::FenceLast, value);
-                    if irq {
-                        events = INT_FENCE;
-                    }
-                }
-                let bytes = st.regs.get(Reg::ByteCount).wrapping_add(done.bytes);
-                st.regs.set(Reg::ByteCount, bytes);
-                let cmds = st.regs.get(Reg::CmdCount).wrapping_add(1);
-                st.regs.set(Reg::CmdCount, cmds);
-                st.regs.set(Reg::RingHead, u64::from(head.wrapping_add(1)));
-                self.counters.add(C_COMMANDS, 1);
-                self.counters.add(C_BYTES, done.bytes);
-                if events != 0 {
-                    st.raise(events);
-                } else {
-                    st.sync(0);
-                }
-            }
-            Err((code, addr)) => st.fail(code, addr),
-        }
-        self.counters.set(C_ERRORS, st.errors);
-    }
-
-    /// The engine's work item found nothing more to run (an error may have
-    /// stopped it before a fetch): bring the debugfs counters up to date.
-    pub(crate) fn engine_idle(&self) {
-        let errors = self.state.lock().errors;
-        self.counters.set(C_ERRORS, errors);
-        self.update_pin_count();
-    }
-
-    /// Shows the number of pinned pages in debugfs.
-    pub(crate) fn update_pin_count(&self) {
-        let n = self.pins.count();
-        self.counters.set(C_PINNED, n as u64);
     }
 
     /// Makes sure the engine has stopped: waits for the command in
@@ -812,6 +738,80 @@ impl MblitDevice {
     }
 }
 
+impl engine::Host for MblitDevice {
+    fn pins(&self) -> &PinTracker {
+        &self.pins
+    }
+
+    fn vram_size(&self) -> u64 {
+        self.vram_size
+    }
+
+    fn log_write(&self, page_iova: u64) {
+        self.log.lock().mark(page_iova);
+    }
+
+    /// Reads device memory for the engine.
+    fn vram_read(&self, offset: u64, out: &mut [u8]) -> Result {
+        self.state.lock().vram.read_into(offset, out)
+    }
+
+    /// Writes device memory for the engine.
+    fn vram_write(&self, offset: u64, data: &[u8]) -> Result {
+        self.state.lock().vram.write_from(offset, data)
+    }
+
+    /// The next command the engine may run.
+    fn next_command(&self) -> Option<(Ring, u32)> {
+        self.state.lock().next_command()
+    }
+
+    /// Records the outcome of the command at `head`.
+    fn finish_command(&self, head: u32, result: core::result::Result<Completion, EngineError>) {
+        self.update_pin_count();
+        let mut st = self.state.lock();
+        match result {
+            Ok(done) => {
+                let mut events = 0;
+                if let Some((value, irq)) = done.fence {
+                    st.regs.set(Reg::FenceLast, value);
+                    if irq {
+                        events = INT_FENCE;
+                    }
+                }
+                let bytes = st.regs.get(Reg::ByteCount).wrapping_add(done.bytes);
+                st.regs.set(Reg::ByteCount, bytes);
+                let cmds = st.regs.get(Reg::CmdCount).wrapping_add(1);
+                st.regs.set(Reg::CmdCount, cmds);
+                st.regs.set(Reg::RingHead, u64::from(head.wrapping_add(1)));
+                self.counters.add(C_COMMANDS, 1);
+                self.counters.add(C_BYTES, done.bytes);
+                if events != 0 {
+                    st.raise(events);
+                } else {
+                    st.sync(0);
+                }
+            }
+            Err((code, addr)) => st.fail(code, addr),
+        }
+        self.counters.set(C_ERRORS, st.errors);
+    }
+
+    /// The engine's work item found nothing more to run (an error may have
+    /// stopped it before a fetch): bring the debugfs counters up to date.
+    fn engine_idle(&self) {
+        let errors = self.state.lock().errors;
+        self.counters.set(C_ERRORS, errors);
+        self.update_pin_count();
+    }
+
+    /// Shows the number of pinned pages in debugfs.
+    fn update_pin_count(&self) {
+        let n = self.pins.count();
+        self.counters.set(C_PINNED, n as u64);
+    }
+}
+
 /// Splits a device file offset into region index and offset in the region.
 fn split(pos: u64) -> (u64, u64) {
     (pos >> REGION_SHIFT, pos & ((1u64 << REGION_SHIFT) - 1))
@@ -968,7 +968,7 @@ impl vfio::Ops for MblitDevice {
     }
 
     fn work(dev: &Device<Self>) {
-        Self::run_engine(dev);
+        Engine::run(dev);
     }
 
     const MIGRATION_FLAGS: u32 = migration::MIGRATION_FLAGS;

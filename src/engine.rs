@@ -10,15 +10,43 @@
 //! chunk whether a `dma_unmap` asked it to stop (`pins.rs`).
 
 use crate::{
-    device::MblitDevice,
-    kapi::vfio::Device,
+    kapi::vfio::{Device, Ops},
     logic::{
         desc::{self, Addr, Command, RawDesc, Ring, DESC_SIZE},
         regs::ErrorCode,
     },
-    pins::{CommandPins, EngineError, GUEST_PAGE},
+    pins::{CommandPins, EngineError, PinTracker, GUEST_PAGE},
 };
+use core::marker::PhantomData;
 use kernel::prelude::*;
+
+/// What the engine needs from the device it runs for: the narrow
+/// interface through which it fetches work, reaches device memory and
+/// reports what it did. The device implements it; the engine knows
+/// nothing else of the device.
+pub(crate) trait Host: Ops {
+    /// The record of the device's pinned guest pages.
+    fn pins(&self) -> &PinTracker;
+    /// Device memory size in bytes.
+    fn vram_size(&self) -> u64;
+    /// The next command the engine may run: `(ring, head)`.
+    fn next_command(&self) -> Option<(Ring, u32)>;
+    /// Records the outcome of the command at `head`.
+    fn finish_command(&self, head: u32, result: core::result::Result<Completion, EngineError>);
+    /// The engine found nothing more to run.
+    fn engine_idle(&self);
+    /// The number of pinned pages changed.
+    fn update_pin_count(&self);
+    /// Reads device memory at `offset`.
+    fn vram_read(&self, offset: u64, out: &mut [u8]) -> Result;
+    /// Writes device memory at `offset`.
+    fn vram_write(&self, offset: u64, data: &[u8]) -> Result;
+    /// The engine wrote the guest page at `page_iova`.
+    fn log_write(&self, page_iova: u64);
+}
+
+/// The engine of devices of type `T`: its functions run in `T`'s work item.
+pub(crate) struct Engine<T>(PhantomData<T>);
 
 /// What a completed command changes in the registers.
 pub(crate) struct Completion {
@@ -39,16 +67,16 @@ enum Read {
     Data,
 }
 
-impl MblitDevice {
+impl<T: Host> Engine<T> {
     /// The work item: runs commands until the engine may not run any more.
-    pub(crate) fn run_engine(dev: &Device<Self>) {
+    pub(crate) fn run(dev: &Device<T>) {
         let mut bounce = match KBox::<Chunk>::init(pin_init::zeroed::<Chunk>(), GFP_KERNEL) {
             Ok(b) => b,
             // Nothing was fetched; a later doorbell retries.
             Err(_) => return,
         };
         while let Some((ring, head)) = dev.next_command() {
-            let mut pins = CommandPins::new(dev, &dev.pins);
+            let mut pins = CommandPins::new(dev, dev.pins());
             let result = Self::execute(dev, &mut pins, ring, head, &mut bounce);
             // Every page of the command is unpinned before it completes.
             drop(pins);
@@ -59,8 +87,8 @@ impl MblitDevice {
 
     /// Fetches, decodes and executes the descriptor at `head`.
     fn execute(
-        dev: &Device<Self>,
-        pins: &mut CommandPins<'_, Self>,
+        dev: &Device<T>,
+        pins: &mut CommandPins<'_, T>,
         ring: Ring,
         head: u32,
         bounce: &mut Chunk,
@@ -154,8 +182,8 @@ impl MblitDevice {
     /// Reads guest memory at `iova` into `out` through the command's
     /// pinned pages.
     fn guest_read(
-        dev: &Device<Self>,
-        pins: &mut CommandPins<'_, Self>,
+        dev: &Device<T>,
+        pins: &mut CommandPins<'_, T>,
         iova: u64,
         out: &mut [u8],
         what: Read,
@@ -185,8 +213,8 @@ impl MblitDevice {
     /// Writes `data` to guest memory at `iova` through the command's pinned
     /// pages, and logs the pages written.
     fn guest_write(
-        dev: &Device<Self>,
-        pins: &mut CommandPins<'_, Self>,
+        dev: &Device<T>,
+        pins: &mut CommandPins<'_, T>,
         iova: u64,
         data: &[u8],
     ) -> core::result::Result<(), EngineError> {
@@ -224,8 +252,8 @@ impl MblitDevice {
 
     /// Reads `out.len()` bytes at `addr + done`.
     fn load(
-        dev: &Device<Self>,
-        pins: &mut CommandPins<'_, Self>,
+        dev: &Device<T>,
+        pins: &mut CommandPins<'_, T>,
         addr: Addr,
         done: u64,
         out: &mut [u8],
@@ -239,8 +267,8 @@ impl MblitDevice {
 
     /// Writes `data` at `addr + done`.
     fn store(
-        dev: &Device<Self>,
-        pins: &mut CommandPins<'_, Self>,
+        dev: &Device<T>,
+        pins: &mut CommandPins<'_, T>,
         addr: Addr,
         done: u64,
         data: &[u8],

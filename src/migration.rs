@@ -24,6 +24,7 @@
 
 use crate::{
     device::MblitDevice,
+    engine::Host as _,
     kapi::{
         compat,
         datafile::{DataFile, Direction, Stream, StreamIn, StreamOut},
