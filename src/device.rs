@@ -6,8 +6,8 @@
 //!
 //! # Locks
 //!
-//! - `mig` (mutex): the v2 migration's streams, and one migration protocol
-//!   at a time; taken first (`mig` → stream → `state`, see
+//! - `migration` (`migration.rs`, a mutex): the v2 migration's streams, and one migration protocol
+//!   at a time; taken first (`migration` → stream → `state`, see
 //!   `migration.rs`).
 //! - `state` (mutex): config space, registers, device memory, interrupt
 //!   state, the validated ring, the error latch, both migration states.
@@ -55,7 +55,7 @@ use crate::{
         state::{self, DeviceState},
         types::TYPES,
     },
-    migration::{self, Mig},
+    migration::{self, Host as _, Migration},
     pins::{EngineError, PinTracker},
     state_region::{self, StateRegion},
     vram::{Vram, VRAM_PAGE},
@@ -212,9 +212,9 @@ pub(crate) struct MblitDevice {
     pins: PinTracker,
     #[pin]
     counters: Counters<5>,
-    /// The v2 migration's streams; taken before `state`.
+    /// The v2 migration; its lock is taken before `state`.
     #[pin]
-    pub(crate) mig: Mutex<Mig>,
+    migration: Migration<Self>,
     /// DMA logging; taken alone.
     #[pin]
     log: Mutex<DirtyLog>,
@@ -255,61 +255,13 @@ impl MblitDevice {
             },
             pins <- PinTracker::new(pin_budget),
             counters <- counters,
-            mig <- new_mutex!(Mig::default(), "mblit_mig"),
+            migration <- Migration::new(),
             log <- new_mutex!(DirtyLog::default(), "mblit_log"),
         })
         .pin_chain(move |this| {
             this.counters.set(C_BUDGET, u64::from(pin_budget));
             Ok(())
         })
-    }
-
-    /// The mdev type id (device memory in MiB).
-    pub(crate) fn type_id(&self) -> u32 {
-        self.type_id
-    }
-
-    /// Runs `f` on device memory.
-    pub(crate) fn with_vram<R>(&self, f: impl FnOnce(&Vram) -> R) -> R {
-        f(&self.state.lock().vram)
-    }
-
-    /// Runs `f` on device memory, mutably.
-    pub(crate) fn with_vram_mut<R>(&self, f: impl FnOnce(&mut Vram) -> Result<R>) -> Result<R> {
-        f(&mut self.state.lock().vram)
-    }
-
-    /// Whether the DEVICE_STATE region lets the device run.
-    pub(crate) fn region_running(&self) -> bool {
-        self.state.lock().running
-    }
-
-    /// The v2 migration state.
-    pub(crate) fn v2_state(&self) -> MigState {
-        self.state.lock().v2
-    }
-
-    /// Sets the v2 migration state (the engine follows at its next check).
-    pub(crate) fn set_v2_state(&self, s: MigState) {
-        let mut st = self.state.lock();
-        st.v2 = s;
-        st.sync(0);
-    }
-
-    /// Waits for the command in progress after the engine was told to stop.
-    pub(crate) fn quiesce_engine(dev: &Device<Self>) {
-        Self::quiesce(dev);
-    }
-
-    /// Lets the engine run the work it has.
-    pub(crate) fn kick_engine(dev: &Device<Self>) {
-        Self::kick(dev);
-    }
-
-    /// Everything but device memory, for a state record.
-    pub(crate) fn device_state(&self) -> DeviceState {
-        let st = self.state.lock();
-        self.device_state_of(&st)
     }
 
     fn device_state_of(&self, st: &State) -> DeviceState {
@@ -323,32 +275,6 @@ impl MblitDevice {
             errors: st.errors,
             intx_masked: st.irq.masked(),
         }
-    }
-
-    /// Replaces everything but device memory with `s` (validated by the
-    /// state decoder).
-    pub(crate) fn apply_device_state(&self, s: &DeviceState) -> Result {
-        let mut config = ConfigSpace::new(self.vram_size, config_space::type_id(self.type_id));
-        config.load(&s.config).map_err(|_| EINVAL)?;
-        let mut st = self.state.lock();
-        st.config = config;
-        st.regs = s.reg_file();
-        st.ring = s.ring();
-        st.error = s.error_code();
-        st.errors = s.errors;
-        st.irq.set_masked(s.intx_masked);
-        st.sync(0);
-        self.counters.set(C_ERRORS, st.errors);
-        Ok(())
-    }
-
-    /// Device contents back to reset values (a failed v2 restore).
-    pub(crate) fn reset_contents(&self) {
-        let mut st = self.state.lock();
-        st.reset_engine();
-        st.config.reset();
-        st.vram.clear();
-        st.sync(0);
     }
 
     /// Makes sure the engine has stopped: waits for the command in
@@ -366,7 +292,7 @@ impl MblitDevice {
     /// belongs to the user of the device file.
     fn reset_device(dev: &Device<Self>, scope: Reset) {
         let new_user = scope == Reset::NewUser;
-        dev.mig_reset();
+        Migration::reset(&**dev);
         if new_user {
             dev.log.lock().stop();
         }
@@ -423,7 +349,7 @@ impl MblitDevice {
     /// whole state is snapshotted into the DEVICE_STATE region.
     fn stop(dev: &Device<Self>) -> Result {
         // One protocol at a time (docs/migration.md §3.4).
-        let _mig = dev.mig.lock();
+        let _mig = dev.migration.exclusive();
         {
             let mut st = dev.state.lock();
             if st.v2 != MigState::Running {
@@ -460,7 +386,7 @@ impl MblitDevice {
     /// written (an invalid one fails the write, the device stays stopped
     /// and unchanged), then lets the device run.
     fn start(dev: &Device<Self>) -> Result {
-        let _mig = dev.mig.lock();
+        let _mig = dev.migration.exclusive();
         let mut st = dev.state.lock();
         if st.v2 != MigState::Running {
             return Err(EBUSY);
@@ -812,6 +738,85 @@ impl engine::Host for MblitDevice {
     }
 }
 
+impl migration::Host for MblitDevice {
+    fn migration(&self) -> &Migration<Self> {
+        &self.migration
+    }
+
+    fn state_type(&self) -> (u32, u64) {
+        (self.type_id, self.vram_size)
+    }
+
+    /// Runs `f` on device memory.
+    fn with_vram<R>(&self, f: impl FnOnce(&Vram) -> R) -> R {
+        f(&self.state.lock().vram)
+    }
+
+    /// Runs `f` on device memory, mutably.
+    fn with_vram_mut<R>(&self, f: impl FnOnce(&mut Vram) -> Result<R>) -> Result<R> {
+        f(&mut self.state.lock().vram)
+    }
+
+    /// Whether the DEVICE_STATE region lets the device run.
+    fn region_running(&self) -> bool {
+        self.state.lock().running
+    }
+
+    /// The v2 migration state.
+    fn v2_state(&self) -> MigState {
+        self.state.lock().v2
+    }
+
+    /// Sets the v2 migration state (the engine follows at its next check).
+    fn set_v2_state(&self, s: MigState) {
+        let mut st = self.state.lock();
+        st.v2 = s;
+        st.sync(0);
+    }
+
+    /// Waits for the command in progress after the engine was told to stop.
+    fn quiesce_engine(dev: &Device<Self>) {
+        Self::quiesce(dev);
+    }
+
+    /// Lets the engine run the work it has.
+    fn kick_engine(dev: &Device<Self>) {
+        Self::kick(dev);
+    }
+
+    /// Everything but device memory, for a state record.
+    fn device_state(&self) -> DeviceState {
+        let st = self.state.lock();
+        self.device_state_of(&st)
+    }
+
+    /// Replaces everything but device memory with `s` (validated by the
+    /// state decoder).
+    fn apply_device_state(&self, s: &DeviceState) -> Result {
+        let mut config = ConfigSpace::new(self.vram_size, config_space::type_id(self.type_id));
+        config.load(&s.config).map_err(|_| EINVAL)?;
+        let mut st = self.state.lock();
+        st.config = config;
+        st.regs = s.reg_file();
+        st.ring = s.ring();
+        st.error = s.error_code();
+        st.errors = s.errors;
+        st.irq.set_masked(s.intx_masked);
+        st.sync(0);
+        self.counters.set(C_ERRORS, st.errors);
+        Ok(())
+    }
+
+    /// Device contents back to reset values (a failed v2 restore).
+    fn reset_contents(&self) {
+        let mut st = self.state.lock();
+        st.reset_engine();
+        st.config.reset();
+        st.vram.clear();
+        st.sync(0);
+    }
+}
+
 /// Splits a device file offset into region index and offset in the region.
 fn split(pos: u64) -> (u64, u64) {
     (pos >> REGION_SHIFT, pos & ((1u64 << REGION_SHIFT) - 1))
@@ -837,7 +842,7 @@ impl vfio::Ops for MblitDevice {
         // a migration file may still be open. Free what is left, so the
         // budget that the parent now returns is really free, and let stale
         // files fail.
-        dev.mig.lock().end_streams();
+        dev.migration.end_streams();
         dev.log.lock().stop();
         {
             let mut st = dev.state.lock();
@@ -974,7 +979,7 @@ impl vfio::Ops for MblitDevice {
     const MIGRATION_FLAGS: u32 = migration::MIGRATION_FLAGS;
 
     fn mig_set_state(dev: &Device<Self>, new: u32) -> Result<Option<DataFile>> {
-        Self::mig_set_state(dev, new)
+        Migration::set_state(dev, new)
     }
 
     fn mig_get_state(dev: &Device<Self>) -> Result<u32> {
@@ -982,7 +987,7 @@ impl vfio::Ops for MblitDevice {
     }
 
     fn mig_data_size(dev: &Device<Self>) -> Result<usize> {
-        Self::mig_data_size(dev)
+        Migration::data_size(dev)
     }
 
     const DMA_LOGGING: bool = true;

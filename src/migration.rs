@@ -4,12 +4,16 @@
 //! arcs and the `data_fd` streams, with iterative pre-copy of device
 //! memory.
 //!
+//! The device implements [`Host`], the narrow interface a migration needs
+//! (its state record, device memory, the engine's stop and start), and
+//! owns a [`Migration`], which holds the streams under its lock.
+//!
 //! # Locks
 //!
-//! `MblitDevice::mig` (the streams of the current migration) is taken
-//! before the device state lock; a stream's own lock is taken before the
+//! [`Migration`]'s lock (the streams of the current migration) is taken
+//! before the device's state lock; a stream's own lock is taken before the
 //! device state lock too, and never while `state` is held. So the order is
-//! `mig` → stream → `state`.
+//! `migration` → stream → `state` (the full order: `device.rs`).
 //!
 //! No lock is held while a stream copies to or from the user: a reader
 //! takes the record it reads out of the stream (marking the stream busy,
@@ -23,12 +27,10 @@
 //! the largest record of the device's type. Ending a stream frees it.
 
 use crate::{
-    device::MblitDevice,
-    engine::Host as _,
     kapi::{
         compat,
         datafile::{DataFile, Direction, Stream, StreamIn, StreamOut},
-        vfio::{self, uapi, Device, DeviceRef},
+        vfio::{self, uapi, Device, DeviceRef, Ops},
     },
     logic::{
         mig::MigState,
@@ -39,8 +41,37 @@ use crate::{
 use kernel::{
     new_mutex,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard},
 };
+
+/// What a v2 migration needs from its device.
+pub(crate) trait Host: Ops {
+    /// The device's migration.
+    fn migration(&self) -> &Migration<Self>;
+    /// The type id and device memory size a state record must match.
+    fn state_type(&self) -> (u32, u64);
+    /// Everything but device memory, for a state record.
+    fn device_state(&self) -> DeviceState;
+    /// Replaces everything but device memory with `s` (validated by the
+    /// state decoder).
+    fn apply_device_state(&self, s: &DeviceState) -> Result;
+    /// Device contents back to reset values (a failed restore).
+    fn reset_contents(&self);
+    /// Runs `f` on device memory.
+    fn with_vram<R>(&self, f: impl FnOnce(&Vram) -> R) -> R;
+    /// Runs `f` on device memory, mutably.
+    fn with_vram_mut<R>(&self, f: impl FnOnce(&mut Vram) -> Result<R>) -> Result<R>;
+    /// Whether the DEVICE_STATE region lets the device run.
+    fn region_running(&self) -> bool;
+    /// The v2 migration state.
+    fn v2_state(&self) -> MigState;
+    /// Sets the v2 migration state (the engine follows at its next check).
+    fn set_v2_state(&self, s: MigState);
+    /// Waits for the command in progress after the engine was told to stop.
+    fn quiesce_engine(dev: &Device<Self>);
+    /// Lets the engine run the work it has.
+    fn kick_engine(dev: &Device<Self>);
+}
 
 /// The errno for a state record a receiver refuses (docs/migration.md
 /// §1.8): `EPROTONOSUPPORT` for a format version newer than this build's,
@@ -62,17 +93,28 @@ pub(crate) fn refusal(e: StateError) -> Error {
     }
 }
 
-/// The streams of the migration in progress. Guarded by `MblitDevice::mig`.
-#[derive(Default)]
-pub(crate) struct Mig {
-    save: Option<Arc<SaveStream>>,
-    resume: Option<Arc<ResumeStream>>,
+/// The v2 migration of one device.
+#[pin_data]
+pub(crate) struct Migration<T: Host> {
+    /// The streams of the migration in progress. Held for a whole state
+    /// transition, and by the DEVICE_STATE region's stop and start: one
+    /// migration protocol at a time. Taken before every other lock of the
+    /// device.
+    #[pin]
+    streams: Mutex<Streams<T>>,
 }
 
-impl Mig {
+/// The streams of the migration in progress. Guarded by
+/// [`Migration::streams`].
+pub(crate) struct Streams<T: Host> {
+    save: Option<Arc<SaveStream<T>>>,
+    resume: Option<Arc<ResumeStream<T>>>,
+}
+
+impl<T: Host> Streams<T> {
     /// Ends every stream: their files report `ENODEV` from now on, and
     /// what they held is freed (the files may stay open for long).
-    pub(crate) fn end_streams(&mut self) {
+    fn end_streams(&mut self) {
         if let Some(s) = self.save.take() {
             let mut inner = s.inner.lock();
             inner.disabled = true;
@@ -93,8 +135,8 @@ impl Mig {
 /// The source side: reading it yields pages records, then (once stopped)
 /// the dirty pages and a final device record, then end of stream.
 #[pin_data]
-pub(crate) struct SaveStream {
-    dev: DeviceRef<MblitDevice>,
+pub(crate) struct SaveStream<T: Host> {
+    dev: DeviceRef<T>,
     #[pin]
     inner: Mutex<SaveInner>,
 }
@@ -119,8 +161,8 @@ struct SaveInner {
 /// time; pages go into device memory, the device record's state is kept
 /// for the transition out of RESUMING.
 #[pin_data]
-pub(crate) struct ResumeStream {
-    dev: DeviceRef<MblitDevice>,
+pub(crate) struct ResumeStream<T: Host> {
+    dev: DeviceRef<T>,
     #[pin]
     inner: Mutex<ResumeInner>,
 }
@@ -148,8 +190,8 @@ enum Phase {
     StopCopy,
 }
 
-impl SaveStream {
-    fn new(dev: &Device<MblitDevice>, phase: Phase) -> Result<Arc<Self>> {
+impl<T: Host> SaveStream<T> {
+    fn new(dev: &Device<T>, phase: Phase) -> Result<Arc<Self>> {
         let stopped = phase == Phase::StopCopy;
         let last = if stopped {
             Some(Self::final_record(dev)?)
@@ -179,7 +221,7 @@ impl SaveStream {
 
     /// The device record that ends a stream: everything but device memory
     /// (the pages records carry that).
-    fn final_record(dev: &Device<MblitDevice>) -> Result<KVVec<u8>> {
+    fn final_record(dev: &Device<T>) -> Result<KVVec<u8>> {
         let ds = dev.device_state();
         let mut out = KVVec::from_elem(0u8, state::encoded_len(0), GFP_KERNEL_ACCOUNT)?;
         state::encode(&ds, 0, core::iter::empty(), &mut out).map_err(|_| EINVAL)?;
@@ -210,7 +252,7 @@ impl SaveStream {
         let reserve = max_len.saturating_sub(inner.buf.len());
         inner.buf.reserve(reserve, GFP_KERNEL_ACCOUNT)?;
         let mut indices = KVec::with_capacity(PAGES_CHUNK_MAX, GFP_KERNEL)?;
-        let (type_id, vram_size) = (dev.type_id(), dev.vram_size());
+        let (type_id, vram_size) = dev.state_type();
         let buf = &mut inner.buf;
         if let Some(from) = inner.cursor {
             let next = dev.with_vram_mut(|v| {
@@ -312,7 +354,7 @@ impl SaveStream {
     }
 }
 
-impl Stream for SaveStream {
+impl<T: Host> Stream for SaveStream<T> {
     fn read(&self, out: &mut StreamOut) -> Result<usize> {
         // What a read that stops early returns: the bytes it copied, or
         // `e` if it copied none.
@@ -392,8 +434,8 @@ impl Stream for SaveStream {
     }
 }
 
-impl ResumeStream {
-    fn new(dev: &Device<MblitDevice>) -> Result<Arc<Self>> {
+impl<T: Host> ResumeStream<T> {
+    fn new(dev: &Device<T>) -> Result<Arc<Self>> {
         Arc::pin_init(
             try_pin_init!(Self {
                 dev: dev.get_ref(),
@@ -434,7 +476,7 @@ impl ResumeStream {
         let dev = &*self.dev;
         match inner.need {
             None => {
-                let info = state::peek_record(&inner.buf, dev.type_id(), dev.vram_size())
+                let info = state::peek_record(&inner.buf, dev.state_type().0, dev.state_type().1)
                     .map_err(refusal)?;
                 inner.need = Some((info.len, info.kind));
             }
@@ -457,7 +499,7 @@ impl ResumeStream {
     /// Validates the complete record in `inner.buf` and takes it in.
     fn take_record(&self, inner: &mut ResumeInner, kind: RecordKind) -> Result {
         let dev = &*self.dev;
-        let (type_id, vram_size) = (dev.type_id(), dev.vram_size());
+        let (type_id, vram_size) = dev.state_type();
         match kind {
             RecordKind::Pages => {
                 let chunk =
@@ -487,7 +529,7 @@ impl ResumeStream {
     }
 }
 
-impl Stream for ResumeStream {
+impl<T: Host> Stream for ResumeStream<T> {
     fn read(&self, _out: &mut StreamOut) -> Result<usize> {
         Err(EINVAL)
     }
@@ -548,12 +590,36 @@ impl Stream for ResumeStream {
     }
 }
 
-impl MblitDevice {
+impl<T: Host> Migration<T> {
+    /// No migration in progress.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            streams <- new_mutex!(
+                Streams {
+                    save: None,
+                    resume: None,
+                },
+                "mblit_mig"
+            ),
+        })
+    }
+
+    /// Keeps the other migration protocol out while the guard lives (the
+    /// DEVICE_STATE region's stop and start).
+    pub(crate) fn exclusive(&self) -> MutexGuard<'_, Streams<T>> {
+        self.streams.lock()
+    }
+
+    /// Ends every stream (the device goes away).
+    pub(crate) fn end_streams(&self) {
+        self.streams.lock().end_streams();
+    }
+
     /// `migration_set_state`: walks the arcs from the current state to
     /// `new`.
-    pub(crate) fn mig_set_state(dev: &Device<Self>, new: u32) -> Result<Option<DataFile>> {
+    pub(crate) fn set_state(dev: &Device<T>, new: u32) -> Result<Option<DataFile>> {
         let target = MigState::from_u32(new).ok_or(EINVAL)?;
-        let mut mig = dev.mig.lock();
+        let mut mig = dev.migration().streams.lock();
         if target != MigState::Running && !dev.region_running() {
             // The DEVICE_STATE region has the device stopped.
             return Err(EBUSY);
@@ -580,8 +646,8 @@ impl MblitDevice {
 
     /// Executes one arc of the migration FSM.
     fn step(
-        dev: &Device<Self>,
-        mig: &mut Mig,
+        dev: &Device<T>,
+        mig: &mut Streams<T>,
         from: MigState,
         to: MigState,
     ) -> Result<Option<DataFile>> {
@@ -590,11 +656,11 @@ impl MblitDevice {
         match (from, to) {
             (Running, RunningP2p) | (PreCopy, PreCopyP2p) => {
                 dev.set_v2_state(to);
-                Self::quiesce_engine(dev);
+                T::quiesce_engine(dev);
             }
             (RunningP2p, Running) | (PreCopyP2p, PreCopy) => {
                 dev.set_v2_state(to);
-                Self::kick_engine(dev);
+                T::kick_engine(dev);
             }
             (RunningP2p, Stop) | (Stop, RunningP2p) => dev.set_v2_state(to),
             (Stop, StopCopy) => {
@@ -662,8 +728,8 @@ impl MblitDevice {
     }
 
     /// `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`.
-    pub(crate) fn mig_data_size(dev: &Device<Self>) -> Result<usize> {
-        let mig = dev.mig.lock();
+    pub(crate) fn data_size(dev: &Device<T>) -> Result<usize> {
+        let mig = dev.migration().streams.lock();
         if let Some(s) = &mig.save {
             return Ok(s.stop_copy_size());
         }
@@ -672,14 +738,14 @@ impl MblitDevice {
     }
 
     /// Reset or close: back to RUNNING with no migration file working.
-    pub(crate) fn mig_reset(&self) {
-        let mut mig = self.mig.lock();
+    pub(crate) fn reset(dev: &T) {
+        let mut mig = dev.migration().streams.lock();
         mig.end_streams();
-        let _ = self.with_vram_mut(|v| {
+        let _ = dev.with_vram_mut(|v| {
             v.stop_tracking();
             Ok(())
         });
-        self.set_v2_state(MigState::Running);
+        dev.set_v2_state(MigState::Running);
     }
 }
 
