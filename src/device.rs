@@ -37,27 +37,25 @@
 use crate::{
     dirty_log::DirtyLog,
     engine::{self, Completion, Engine, Host as _},
-    irq::{self, Irq},
+    hw::{After, Hw},
+    irq,
     kapi::{
         datafile::DataFile,
         debugfs::{Counters, Dir},
         vfio::{self, ioctl, uapi, Device, IovaBitmap, RegionInfo},
     },
     logic::{
-        config_space::{self, ConfigSpace, CONFIG_SIZE},
+        config_space::CONFIG_SIZE,
         desc::Ring,
         mig::MigState,
         region::{self, Part, RunControl},
-        regs::{
-            self, status_value, ErrorCode, Reg, RegAccess, RegFile, BAR0_SIZE, CTRL_ENABLE,
-            CTRL_RESET, INT_ALL, INT_ERROR, INT_FENCE,
-        },
-        state::{self, DeviceState},
+        regs::{self, Reg, RegAccess, BAR0_SIZE, INT_FENCE},
+        state::DeviceState,
         types::TYPES,
     },
     migration::{self, Host as _, Migration},
     pins::{EngineError, PinTracker},
-    state_region::{self, StateRegion},
+    state_region,
     vram::{Vram, VRAM_PAGE},
 };
 use kernel::{
@@ -93,103 +91,6 @@ const C_PINNED: usize = 2;
 const C_BUDGET: usize = 3;
 const C_ERRORS: usize = 4;
 
-/// The emulated parts of the device, guarded by [`MblitDevice::state`].
-struct State {
-    config: ConfigSpace,
-    regs: RegFile,
-    vram: Vram,
-    irq: Irq,
-    /// The ring validated when `ENABLE` was set.
-    ring: Option<Ring>,
-    /// The error the engine stopped on, until a reset.
-    error: Option<ErrorCode>,
-    /// Error stops since creation (debugfs); a counter that wraps.
-    errors: u64,
-    /// Run-control: false while stopped for migration.
-    running: bool,
-    /// The v2 migration state (`migration.rs` drives it).
-    v2: MigState,
-    /// The DEVICE_STATE region's snapshot and incoming state.
-    region: StateRegion,
-}
-
-impl State {
-    /// Whether BAR0/BAR2 writes are accepted (not stopped by either
-    /// migration protocol).
-    fn mmio_writable(&self) -> bool {
-        self.running && self.v2.mmio_writable()
-    }
-
-    fn enabled(&self) -> bool {
-        self.regs.get(Reg::Ctrl) & u64::from(CTRL_ENABLE) != 0
-    }
-
-    /// The next command, if the engine may run one: `(ring, head)`.
-    fn next_command(&mut self) -> Option<(Ring, u32)> {
-        if !self.running
-            || !self.v2.engine_runs()
-            || !self.enabled()
-            || !self.config.bus_master()
-            || self.error.is_some()
-        {
-            return None;
-        }
-        let ring = self.ring?;
-        let head = self.regs.get(Reg::RingHead) as u32;
-        let tail = self.regs.get(Reg::RingTail) as u32;
-        match ring.pending(head, tail) {
-            Ok(0) => None,
-            Ok(_) => Some((ring, head)),
-            Err(code) => {
-                self.fail(code, u64::from(tail));
-                None
-            }
-        }
-    }
-
-    /// Recomputes `STATUS` and the interrupt; `events` are sources that
-    /// fired just now.
-    fn sync(&mut self, events: u32) {
-        let head = self.regs.get(Reg::RingHead);
-        let tail = self.regs.get(Reg::RingTail);
-        let busy = self.enabled() && self.error.is_none() && head != tail;
-        self.regs
-            .set(Reg::Status, u64::from(status_value(busy, self.error)));
-        let status = self.regs.get(Reg::IntStatus) as u32;
-        let unmasked = status & !(self.regs.get(Reg::IntMask) as u32) & INT_ALL;
-        let events = events & !(self.regs.get(Reg::IntMask) as u32);
-        self.irq.update(&mut self.config, unmasked != 0, events);
-    }
-
-    /// Raises interrupt sources `bits` in `INT_STATUS`.
-    fn raise(&mut self, bits: u32) {
-        let s = self.regs.get(Reg::IntStatus) | u64::from(bits);
-        self.regs.set(Reg::IntStatus, s);
-        self.sync(bits);
-    }
-
-    /// Stops the engine on `code` at the current head.
-    fn fail(&mut self, code: ErrorCode, addr: u64) {
-        self.error = Some(code);
-        // Restored from a state blob like every register: any value is
-        // valid, so the counter wraps by design.
-        self.errors = self.errors.wrapping_add(1);
-        let head = self.regs.get(Reg::RingHead);
-        self.regs.set(Reg::ErrIndex, head);
-        self.regs.set(Reg::ErrAddr, addr);
-        self.raise(INT_ERROR);
-    }
-
-    /// Engine reset: registers, ring, error and interrupt state.
-    fn reset_engine(&mut self) {
-        self.regs.reset();
-        self.ring = None;
-        self.error = None;
-        self.irq.reset();
-        self.sync(0);
-    }
-}
-
 /// What a device reset covers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Reset {
@@ -207,7 +108,7 @@ pub(crate) struct MblitDevice {
     vram_size: u64,
     type_id: u32,
     #[pin]
-    state: Mutex<State>,
+    state: Mutex<Hw>,
     #[pin]
     pins: PinTracker,
     #[pin]
@@ -239,19 +140,7 @@ impl MblitDevice {
             type_id: ty.map_or(0, |t| t.vram_mib),
             state <- {
                 let ty = ty.ok_or(EINVAL)?;
-                let state = State {
-                    config: ConfigSpace::new(ty.vram_bytes(), config_space::type_id(ty.vram_mib)),
-                    regs: RegFile::new(),
-                    vram: Vram::new(ty.vram_bytes())?,
-                    irq: Irq::default(),
-                    ring: None,
-                    error: None,
-                    errors: 0,
-                    running: true,
-                    v2: MigState::Running,
-                    region: StateRegion::new(state::max_encoded_len(ty.vram_bytes())),
-                };
-                new_mutex!(state, "mblit_state")
+                new_mutex!(Hw::new(ty)?, "mblit_state")
             },
             pins <- PinTracker::new(pin_budget),
             counters <- counters,
@@ -262,19 +151,6 @@ impl MblitDevice {
             this.counters.set(C_BUDGET, u64::from(pin_budget));
             Ok(())
         })
-    }
-
-    fn device_state_of(&self, st: &State) -> DeviceState {
-        DeviceState {
-            type_id: self.type_id,
-            vram_size: self.vram_size,
-            config: *st.config.image(),
-            regs: *st.regs.values(),
-            ring_valid: st.ring.is_some() && st.enabled(),
-            error: st.error.map_or(regs::ERR_NONE, |e| e.code()),
-            errors: st.errors,
-            intx_masked: st.irq.masked(),
-        }
     }
 
     /// Makes sure the engine has stopped: waits for the command in
@@ -310,41 +186,6 @@ impl MblitDevice {
         st.sync(0);
     }
 
-    /// Encodes the whole device state (the device is stopped).
-    fn save_state(&self, st: &State) -> Result<KVVec<u8>> {
-        let ds = self.device_state_of(st);
-        let npages = st.vram.page_count();
-        // The user's memory, bounded by the type's largest state.
-        let mut blob = KVVec::from_elem(0u8, state::encoded_len(npages), GFP_KERNEL_ACCOUNT)?;
-        state::encode(&ds, npages, st.vram.pages(), &mut blob).map_err(|_| EINVAL)?;
-        Ok(blob)
-    }
-
-    /// Validates `blob` completely, then replaces the device state with it.
-    /// On error nothing has changed.
-    fn restore_state(&self, st: &mut State, blob: &[u8]) -> Result {
-        let decoded =
-            state::decode(blob, self.type_id, self.vram_size).map_err(migration::refusal)?;
-        let s = &decoded.state;
-        // decode() checked the config image against this type's read-only
-        // bits and the ring; these cannot fail now.
-        let mut config = ConfigSpace::new(self.vram_size, config_space::type_id(self.type_id));
-        config.load(&s.config).map_err(|_| EINVAL)?;
-        // Build the new device memory first: running out of memory must
-        // leave the old state intact.
-        let mut vram = Vram::new(self.vram_size)?;
-        vram.write_pages(decoded.pages())?;
-        st.config = config;
-        st.regs = s.reg_file();
-        st.ring = s.ring();
-        st.error = s.error_code();
-        st.errors = s.errors;
-        st.irq.set_masked(s.intx_masked);
-        st.vram = vram;
-        self.counters.set(C_ERRORS, st.errors);
-        Ok(())
-    }
-
     /// Run-control STOPPED: the engine finishes its command, then the
     /// whole state is snapshotted into the DEVICE_STATE region.
     fn stop(dev: &Device<Self>) -> Result {
@@ -363,8 +204,8 @@ impl MblitDevice {
         }
         Self::quiesce(dev);
         let mut st = dev.state.lock();
-        match dev
-            .save_state(&st)
+        match st
+            .save(dev.type_id, dev.vram_size)
             .and_then(|blob| Ok(Arc::new(blob, GFP_KERNEL_ACCOUNT)?))
         {
             Ok(blob) => {
@@ -396,7 +237,8 @@ impl MblitDevice {
         }
         let incoming = st.region.take_incoming();
         if !incoming.is_empty() {
-            dev.restore_state(&mut st, &incoming)?;
+            st.restore(dev.type_id, dev.vram_size, &incoming)?;
+            dev.counters.set(C_ERRORS, st.errors);
         }
         st.running = true;
         st.region.clear();
@@ -550,69 +392,26 @@ impl MblitDevice {
         Ok(())
     }
 
-    /// A BAR0 write of `data` (right-aligned, `width` bytes) at `offset`.
-    /// `EBUSY` while a migration protocol has the device stopped, checked
-    /// in the critical section that writes (so a write cannot land after a
-    /// stop took its snapshot).
+    /// A BAR0 write of `data` (right-aligned, `width` bytes) at `offset`,
+    /// and what it makes the engine do. `EBUSY` while a migration protocol
+    /// has the device stopped, checked in the critical section that writes
+    /// (so a write cannot land after a stop took its snapshot).
     fn write_reg(dev: &Device<Self>, acc: &RegAccess, data: u64) -> Result {
         let mut st = dev.state.lock();
-        if !st.mmio_writable() {
-            return Err(EBUSY);
-        }
-        if matches!(
-            acc.info.reg,
-            Reg::Scratch0 | Reg::Scratch1 | Reg::Scratch2 | Reg::Scratch3
-        ) {
-            // Plain storage: nothing else depends on it.
-            st.regs.write(acc, data);
-            return Ok(());
-        }
-        let was_enabled = st.enabled();
-        match acc.info.reg {
-            Reg::Ctrl if acc.written(data) & u64::from(CTRL_RESET) != 0 => {
-                // Engine reset: the command in progress finishes first.
-                st.regs.set(Reg::Ctrl, 0);
-                drop(st);
-                Self::quiesce(dev);
-                dev.state.lock().reset_engine();
-                return Ok(());
-            }
-            Reg::RingBase | Reg::RingSize if was_enabled => {
-                // Ignored while the ring is enabled.
-            }
-            Reg::IntMask => {
-                let old = st.regs.get(Reg::IntMask) as u32;
-                let new = st.regs.write(acc, data) as u32;
-                // Unmasking a source whose status is set signals MSI once.
-                let status = st.regs.get(Reg::IntStatus) as u32;
-                st.sync(old & !new & status);
-            }
-            _ => {
-                st.regs.write(acc, data);
-                if acc.info.reg == Reg::Ctrl && !was_enabled && st.enabled() {
-                    let base = st.regs.get(Reg::RingBase);
-                    let size = st.regs.get(Reg::RingSize) as u32;
-                    match Ring::new(base, size) {
-                        Ok(ring) => st.ring = Some(ring),
-                        Err(code) => {
-                            st.ring = None;
-                            st.fail(code, base);
-                            dev.counters.set(C_ERRORS, st.errors);
-                        }
-                    }
-                }
-                st.sync(0);
-            }
-        }
-        let runnable = st.next_command().is_some();
-        let stopped = was_enabled && !st.enabled();
-        // next_command() may have stopped the engine (BAD_TAIL).
+        let after = st.write_reg(acc, data)?;
         dev.counters.set(C_ERRORS, st.errors);
         drop(st);
-        if runnable {
-            dev.queue_work();
-        } else if stopped {
-            Self::quiesce(dev);
+        match after {
+            After::Nothing => {}
+            After::Run => {
+                dev.queue_work();
+            }
+            After::Stop => Self::quiesce(dev),
+            After::ResetEngine => {
+                // The command in progress finishes first.
+                Self::quiesce(dev);
+                dev.state.lock().reset_engine();
+            }
         }
         Ok(())
     }
@@ -620,17 +419,13 @@ impl MblitDevice {
     /// A config space write: bus master and INTx disable affect the engine
     /// and the interrupt.
     fn write_config(dev: &Device<Self>, offset: u64, data: &[u8]) -> Result {
-        let mut st = dev.state.lock();
-        let was_master = st.config.bus_master();
-        st.config.write(offset, data).map_err(|_| EINVAL)?;
-        st.sync(0);
-        let runnable = st.next_command().is_some();
-        let stopped = was_master && !st.config.bus_master();
-        drop(st);
-        if runnable {
-            dev.queue_work();
-        } else if stopped {
-            dev.flush_work();
+        let after = dev.state.lock().write_config(offset, data)?;
+        match after {
+            After::Run => {
+                dev.queue_work();
+            }
+            After::Stop => dev.flush_work(),
+            After::Nothing | After::ResetEngine => {}
         }
         Ok(())
     }
@@ -786,22 +581,15 @@ impl migration::Host for MblitDevice {
 
     /// Everything but device memory, for a state record.
     fn device_state(&self) -> DeviceState {
-        let st = self.state.lock();
-        self.device_state_of(&st)
+        self.state.lock().device_state(self.type_id, self.vram_size)
     }
 
     /// Replaces everything but device memory with `s` (validated by the
     /// state decoder).
     fn apply_device_state(&self, s: &DeviceState) -> Result {
-        let mut config = ConfigSpace::new(self.vram_size, config_space::type_id(self.type_id));
-        config.load(&s.config).map_err(|_| EINVAL)?;
+        let config = Hw::config_of(self.type_id, self.vram_size, s)?;
         let mut st = self.state.lock();
-        st.config = config;
-        st.regs = s.reg_file();
-        st.ring = s.ring();
-        st.error = s.error_code();
-        st.errors = s.errors;
-        st.irq.set_masked(s.intx_masked);
+        st.load(s, config);
         st.sync(0);
         self.counters.set(C_ERRORS, st.errors);
         Ok(())

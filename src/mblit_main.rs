@@ -18,6 +18,8 @@ mod dirty_log;
 #[deny(unsafe_code)]
 mod engine;
 #[deny(unsafe_code)]
+mod hw;
+#[deny(unsafe_code)]
 mod irq;
 #[path = "../rust/mod.rs"]
 mod kapi;
