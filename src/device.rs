@@ -35,6 +35,7 @@
 //! device to its reset state, so nothing of one user reaches the next.
 
 use crate::{
+    bar2,
     dirty_log::DirtyLog,
     engine::{self, Completion, Engine, Host as _},
     hw::{After, Hw},
@@ -48,15 +49,15 @@ use crate::{
         config_space::CONFIG_SIZE,
         desc::Ring,
         mig::MigState,
-        region::{self, Part, RunControl},
-        regs::{self, Reg, RegAccess, BAR0_SIZE, INT_FENCE},
+        region::{self, RunControl},
+        regs::{self, Reg, RegAccess, BAR0_SIZE},
         state::DeviceState,
         types::TYPES,
     },
     migration::{self, Host as _, Migration},
     pins::{EngineError, PinTracker},
-    state_region,
-    vram::{Vram, VRAM_PAGE},
+    state_region::WriteTo,
+    vram::Vram,
 };
 use kernel::{
     new_mutex,
@@ -68,9 +69,6 @@ use kernel::{
 /// Region offsets in the device file are `index << REGION_SHIFT` (the
 /// vfio-pci convention).
 const REGION_SHIFT: u32 = 40;
-
-/// Size of the bounce buffer region accesses copy through.
-const BOUNCE: usize = VRAM_PAGE;
 
 /// Size of the bounce buffer a write to the DEVICE_STATE region's state
 /// area copies through: a state is hundreds of MiB, written in large
@@ -258,48 +256,22 @@ impl MblitDevice {
     /// A read of the DEVICE_STATE region: what to copy out is taken under
     /// the state lock, the copy happens after it.
     fn state_region_read(dev: &Device<Self>, out: &mut UserSliceWriter, offset: u64) -> Result {
-        let len = out.len();
-        let st = dev.state.lock();
-        match region::classify(offset, len, st.region.size()).map_err(|_| EINVAL)? {
-            Part::RunControl if st.v2 != MigState::Running => Err(EBUSY),
-            Part::RunControl => {
-                let value = state_region::run_control(st.running);
-                drop(st);
-                out.write_slice(&[value])
-            }
-            Part::Control { offset } => {
-                let header = st.region.header(dev.type_id, st.running);
-                drop(st);
-                let mut chunk = [0u8; 64];
-                let mut done = 0usize;
-                while done < len {
-                    let n = (len - done).min(chunk.len());
-                    // Inside the control page (classify): no overflow.
-                    header.read(offset + done as u32, &mut chunk[..n]);
-                    out.write_slice(&chunk[..n])?;
-                    done += n;
-                }
-                Ok(())
-            }
-            Part::Area { offset } => {
-                if st.running || st.v2 != MigState::Running {
-                    return Err(EBUSY);
-                }
-                let snapshot = st.region.snapshot().ok_or(EINVAL)?;
-                drop(st);
-                let start = usize::try_from(offset).map_err(|_| EINVAL)?;
-                let end = start.checked_add(len).ok_or(EINVAL)?;
-                out.write_slice(snapshot.get(start..end).ok_or(EINVAL)?)
-            }
-        }
+        let read = {
+            let st = dev.state.lock();
+            st.region
+                .read(offset, out.len(), dev.type_id, st.running, st.v2)?
+        };
+        read.copy_out(out)
     }
 
-    /// A write to the DEVICE_STATE region.
+    /// A write to the DEVICE_STATE region: the run-control byte stops or
+    /// starts the device; state bytes are copied in through a bounce
+    /// buffer, each piece stored under the state lock.
     fn state_region_write(dev: &Device<Self>, input: &mut UserSliceReader, offset: u64) -> Result {
         let len = input.len();
-        let size = dev.state.lock().region.size();
-        match region::classify(offset, len, size).map_err(|_| EINVAL)? {
-            Part::RunControl => {
+        let target = dev.state.lock().region.write_target(offset, len)?;
+        match target {
+            WriteTo::RunControl => {
                 let mut v = [0u8; 1];
                 input.read_slice(&mut v)?;
                 match RunControl::from_value(v[0]).ok_or(EINVAL)? {
@@ -307,8 +279,7 @@ impl MblitDevice {
                     RunControl::Running => Self::start(dev),
                 }
             }
-            Part::Control { .. } => Err(EINVAL),
-            Part::Area { offset } => {
+            WriteTo::Area(offset) => {
                 let mut bounce = KVec::from_elem(0u8, len.min(STATE_BOUNCE), GFP_KERNEL)?;
                 let mut done = 0usize;
                 while done < len {
@@ -316,80 +287,15 @@ impl MblitDevice {
                     let chunk = &mut bounce[..n];
                     input.read_slice(chunk)?;
                     let mut st = dev.state.lock();
-                    if st.running || st.v2 != MigState::Running {
-                        return Err(EBUSY);
-                    }
+                    let st = &mut *st;
                     // Inside the region (classify): no overflow.
-                    st.region.write_state(offset + done as u64, chunk)?;
-                    drop(st);
+                    st.region
+                        .write_area(st.running, st.v2, offset + done as u64, chunk)?;
                     done += n;
                 }
                 Ok(())
             }
         }
-    }
-
-    /// A bounce buffer for a user copy of `len` bytes.
-    fn bounce(len: usize) -> Result<KVec<u8>> {
-        Ok(KVec::from_elem(0u8, len.min(BOUNCE), GFP_KERNEL)?)
-    }
-
-    /// Checks that `[offset, offset + len)` is a non-empty range of device
-    /// memory.
-    fn vram_range(&self, offset: u64, len: usize) -> Result {
-        match offset.checked_add(len as u64) {
-            Some(end) if len > 0 && end <= self.vram_size => Ok(()),
-            _ => Err(EINVAL),
-        }
-    }
-
-    /// A BAR2 read: device memory is copied into the bounce buffer under
-    /// the state lock, a page at a time, and out to the user after it.
-    fn vram_user_read(dev: &Device<Self>, offset: u64, out: &mut UserSliceWriter) -> Result {
-        let len = out.len();
-        dev.vram_range(offset, len)?;
-        let mut bounce = Self::bounce(len)?;
-        let mut done = 0usize;
-        while done < len {
-            // Below vram_size (checked): no overflow.
-            let pos = offset + done as u64;
-            let at = (pos % VRAM_PAGE as u64) as usize;
-            let n = (VRAM_PAGE - at).min(len - done);
-            let chunk = &mut bounce[..n];
-            dev.state.lock().vram.read_into(pos, chunk)?;
-            out.write_slice(chunk)?;
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// A BAR2 write: user bytes are copied into the bounce buffer first,
-    /// then written under the state lock, in the same critical section as
-    /// the check that device memory is writable (not stopped for
-    /// migration). A fault or a stop part-way fails the write (`EFAULT`,
-    /// `EBUSY`); the pages before it were written, and a stop's snapshot
-    /// holds them.
-    fn vram_user_write(dev: &Device<Self>, offset: u64, input: &mut UserSliceReader) -> Result {
-        let len = input.len();
-        dev.vram_range(offset, len)?;
-        let mut bounce = Self::bounce(len)?;
-        let mut done = 0usize;
-        while done < len {
-            // Below vram_size (checked): no overflow.
-            let pos = offset + done as u64;
-            let at = (pos % VRAM_PAGE as u64) as usize;
-            let n = (VRAM_PAGE - at).min(len - done);
-            let chunk = &mut bounce[..n];
-            input.read_slice(chunk)?;
-            let mut st = dev.state.lock();
-            if !st.mmio_writable() {
-                return Err(EBUSY);
-            }
-            st.vram.write_from(pos, chunk)?;
-            drop(st);
-            done += n;
-        }
-        Ok(())
     }
 
     /// A BAR0 write of `data` (right-aligned, `width` bytes) at `offset`,
@@ -444,19 +350,6 @@ impl MblitDevice {
         vfio::write_arg(arg, &info)?;
         Ok(0)
     }
-
-    /// `VFIO_DEVICE_GET_IRQ_INFO`.
-    fn get_irq_info(arg: UserPtr) -> Result<isize> {
-        // struct vfio_irq_info: argsz, flags, index, count.
-        const MINSZ: usize = 16;
-        let (mut info, _argsz) = vfio::read_arg::<MINSZ>(arg, MINSZ)?;
-        let index = u32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
-        let (count, flags) = irq::info(index)?;
-        info[4..8].copy_from_slice(&flags.to_ne_bytes());
-        info[12..16].copy_from_slice(&count.to_ne_bytes());
-        vfio::write_arg(arg, &info)?;
-        Ok(0)
-    }
 }
 
 impl engine::Host for MblitDevice {
@@ -491,30 +384,11 @@ impl engine::Host for MblitDevice {
     fn finish_command(&self, head: u32, result: core::result::Result<Completion, EngineError>) {
         self.update_pin_count();
         let mut st = self.state.lock();
-        match result {
-            Ok(done) => {
-                let mut events = 0;
-                if let Some((value, irq)) = done.fence {
-                    st.regs.set(Reg::FenceLast, value);
-                    if irq {
-                        events = INT_FENCE;
-                    }
-                }
-                let bytes = st.regs.get(Reg::ByteCount).wrapping_add(done.bytes);
-                st.regs.set(Reg::ByteCount, bytes);
-                let cmds = st.regs.get(Reg::CmdCount).wrapping_add(1);
-                st.regs.set(Reg::CmdCount, cmds);
-                st.regs.set(Reg::RingHead, u64::from(head.wrapping_add(1)));
-                self.counters.add(C_COMMANDS, 1);
-                self.counters.add(C_BYTES, done.bytes);
-                if events != 0 {
-                    st.raise(events);
-                } else {
-                    st.sync(0);
-                }
-            }
-            Err((code, addr)) => st.fail(code, addr),
+        if let Ok(done) = &result {
+            self.counters.add(C_COMMANDS, 1);
+            self.counters.add(C_BYTES, done.bytes);
         }
+        st.complete(head, result);
         self.counters.set(C_ERRORS, st.errors);
     }
 
@@ -667,7 +541,7 @@ impl vfio::Ops for MblitDevice {
                 let value = dev.state.lock().regs.read(&acc).to_le_bytes();
                 out.write_slice(&value[..len])?;
             }
-            uapi::PCI_BAR2_REGION_INDEX => Self::vram_user_read(dev, offset, out)?,
+            uapi::PCI_BAR2_REGION_INDEX => bar2::read(&dev.state, dev.vram_size, offset, out)?,
             region::STATE_REGION_INDEX => Self::state_region_read(dev, out, offset)?,
             _ => return Err(EINVAL),
         }
@@ -697,7 +571,7 @@ impl vfio::Ops for MblitDevice {
                 input.read_slice(&mut bytes[..len])?;
                 Self::write_reg(dev, &acc, u64::from_le_bytes(bytes))?;
             }
-            uapi::PCI_BAR2_REGION_INDEX => Self::vram_user_write(dev, offset, input)?,
+            uapi::PCI_BAR2_REGION_INDEX => bar2::write(&dev.state, dev.vram_size, offset, input)?,
             region::STATE_REGION_INDEX => Self::state_region_write(dev, input, offset)?,
             _ => return Err(EINVAL),
         }
@@ -735,7 +609,7 @@ impl vfio::Ops for MblitDevice {
     fn ioctl(dev: &Device<Self>, cmd: u32, arg: UserPtr) -> Result<isize> {
         match cmd {
             ioctl::DEVICE_GET_INFO => Self::get_info(arg),
-            ioctl::DEVICE_GET_IRQ_INFO => Self::get_irq_info(arg),
+            ioctl::DEVICE_GET_IRQ_INFO => irq::get_irq_info(arg),
             ioctl::DEVICE_SET_IRQS => {
                 let req = irq::parse_set(arg)?;
                 let mut st = dev.state.lock();

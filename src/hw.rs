@@ -10,6 +10,7 @@
 //! engine, queueing it) is returned to the caller as an [`After`].
 
 use crate::{
+    engine::Completion,
     irq::Irq,
     logic::{
         config_space::{self, ConfigSpace},
@@ -17,12 +18,13 @@ use crate::{
         mig::MigState,
         regs::{
             self, status_value, ErrorCode, Reg, RegAccess, RegFile, CTRL_ENABLE, CTRL_RESET,
-            INT_ALL, INT_ERROR,
+            INT_ALL, INT_ERROR, INT_FENCE,
         },
         state::{self, DeviceState},
         types::TypeInfo,
     },
     migration,
+    pins::EngineError,
     state_region::StateRegion,
     vram::Vram,
 };
@@ -280,6 +282,38 @@ impl Hw {
         let runnable = self.next_command().is_some();
         let stopped = was_master && !self.config.bus_master();
         Ok(Self::after(runnable, stopped))
+    }
+
+    /// Records the outcome of the command at `head`: the registers a
+    /// completion updates (and its interrupt), or the error stop.
+    pub(crate) fn complete(
+        &mut self,
+        head: u32,
+        result: core::result::Result<Completion, EngineError>,
+    ) {
+        match result {
+            Ok(done) => {
+                let mut events = 0;
+                if let Some((value, irq)) = done.fence {
+                    self.regs.set(Reg::FenceLast, value);
+                    if irq {
+                        events = INT_FENCE;
+                    }
+                }
+                let bytes = self.regs.get(Reg::ByteCount).wrapping_add(done.bytes);
+                self.regs.set(Reg::ByteCount, bytes);
+                let cmds = self.regs.get(Reg::CmdCount).wrapping_add(1);
+                self.regs.set(Reg::CmdCount, cmds);
+                self.regs
+                    .set(Reg::RingHead, u64::from(head.wrapping_add(1)));
+                if events != 0 {
+                    self.raise(events);
+                } else {
+                    self.sync(0);
+                }
+            }
+            Err((code, addr)) => self.fail(code, addr),
+        }
     }
 
     fn after(runnable: bool, stopped: bool) -> After {

@@ -65,8 +65,21 @@ impl Irq {
     }
 }
 
-/// `VFIO_DEVICE_GET_IRQ_INFO`: `(count, flags)` of irq index `index`.
-pub(crate) fn info(index: u32) -> Result<(u32, u32)> {
+/// `VFIO_DEVICE_GET_IRQ_INFO`.
+pub(crate) fn get_irq_info(arg: UserPtr) -> Result<isize> {
+    // struct vfio_irq_info: argsz, flags, index, count.
+    const MINSZ: usize = 16;
+    let (mut info, _argsz) = vfio::read_arg::<MINSZ>(arg, MINSZ)?;
+    let index = u32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
+    let (count, flags) = self::info(index)?;
+    info[4..8].copy_from_slice(&flags.to_ne_bytes());
+    info[12..16].copy_from_slice(&count.to_ne_bytes());
+    vfio::write_arg(arg, &info)?;
+    Ok(0)
+}
+
+/// `(count, flags)` of irq index `index`.
+fn info(index: u32) -> Result<(u32, u32)> {
     match index {
         uapi::PCI_INTX_IRQ_INDEX => Ok((
             1,

@@ -12,6 +12,8 @@ use kernel::prelude::*;
 // (rust/), behind the safe types it exports; the compiler holds every other
 // module to that.
 #[deny(unsafe_code)]
+mod bar2;
+#[deny(unsafe_code)]
 mod device;
 #[deny(unsafe_code)]
 mod dirty_log;

@@ -5,17 +5,72 @@
 //! live-migration proposal.
 //!
 //! This file keeps the region's own data (the snapshot a stop took, its
-//! generation, the incoming state a destination writes); `device.rs`
-//! answers accesses, stops and starts the device and turns the device into
-//! a state blob and back. Nothing here touches user memory: the snapshot is
-//! shared (`Arc`) so a reader copies it out with no lock held, and incoming
-//! bytes arrive from a bounce buffer.
+//! generation, the incoming state a destination writes) and the rules of
+//! an access: which part of the region it falls in and when it is refused
+//! (`EBUSY` while the other protocol or the device's running state forbids
+//! it). `device.rs` takes the locks, stops and starts the device, and
+//! `hw.rs` turns the device into a state blob and back. Under the state
+//! lock nothing here touches user memory: a read is decided under it and
+//! copied out after it ([`ReadOut`]; the snapshot is shared, `Arc`), and
+//! incoming bytes arrive from a bounce buffer.
 
 use crate::logic::{
-    region::{Header, RunControl, STATE_AREA_OFFSET},
+    mig::MigState,
+    region::{self, Header, Part, RunControl, STATE_AREA_OFFSET},
     state,
 };
-use kernel::{prelude::*, sync::Arc};
+use kernel::{prelude::*, sync::Arc, uaccess::UserSliceWriter};
+
+/// What a read of the region returns, decided under the state lock and
+/// copied out after it.
+pub(crate) enum ReadOut {
+    /// The run-control byte.
+    RunControl(u8),
+    /// Header bytes (zeros past the header) from `offset` of the control
+    /// page.
+    Header { header: Header, offset: u32 },
+    /// Bytes `[start, end)` of the snapshot.
+    Area {
+        snapshot: Arc<KVVec<u8>>,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl ReadOut {
+    /// Copies the bytes to the user (no lock held).
+    pub(crate) fn copy_out(self, out: &mut UserSliceWriter) -> Result {
+        match self {
+            ReadOut::RunControl(value) => out.write_slice(&[value]),
+            ReadOut::Header { header, offset } => {
+                let len = out.len();
+                let mut chunk = [0u8; 64];
+                let mut done = 0usize;
+                while done < len {
+                    let n = (len - done).min(chunk.len());
+                    // Inside the control page (classify): no overflow.
+                    header.read(offset + done as u32, &mut chunk[..n]);
+                    out.write_slice(&chunk[..n])?;
+                    done += n;
+                }
+                Ok(())
+            }
+            ReadOut::Area {
+                snapshot,
+                start,
+                end,
+            } => out.write_slice(snapshot.get(start..end).ok_or(EINVAL)?),
+        }
+    }
+}
+
+/// Where a write to the region goes.
+pub(crate) enum WriteTo {
+    /// The run-control byte: stop or start the device.
+    RunControl,
+    /// The state area, at this offset in it.
+    Area(u64),
+}
 
 /// The region's data, guarded by the device state lock.
 pub(crate) struct StateRegion {
@@ -66,8 +121,66 @@ impl StateRegion {
         core::mem::replace(&mut self.incoming, KVVec::new())
     }
 
+    /// Decides a read of `len` bytes at `offset` of the region of a device
+    /// of `type_id` that is `running` (run-control) in v2 state `v2`.
+    pub(crate) fn read(
+        &self,
+        offset: u64,
+        len: usize,
+        type_id: u32,
+        running: bool,
+        v2: MigState,
+    ) -> Result<ReadOut> {
+        match region::classify(offset, len, self.size()).map_err(|_| EINVAL)? {
+            Part::RunControl if v2 != MigState::Running => Err(EBUSY),
+            Part::RunControl => Ok(ReadOut::RunControl(run_control(running))),
+            Part::Control { offset } => Ok(ReadOut::Header {
+                header: self.header(type_id, running),
+                offset,
+            }),
+            Part::Area { offset } => {
+                if running || v2 != MigState::Running {
+                    return Err(EBUSY);
+                }
+                let snapshot = self.snapshot().ok_or(EINVAL)?;
+                let start = usize::try_from(offset).map_err(|_| EINVAL)?;
+                let end = start.checked_add(len).ok_or(EINVAL)?;
+                Ok(ReadOut::Area {
+                    snapshot,
+                    start,
+                    end,
+                })
+            }
+        }
+    }
+
+    /// Where a write of `len` bytes at `offset` goes (the header is
+    /// read-only: `EINVAL`).
+    pub(crate) fn write_target(&self, offset: u64, len: usize) -> Result<WriteTo> {
+        match region::classify(offset, len, self.size()).map_err(|_| EINVAL)? {
+            Part::RunControl => Ok(WriteTo::RunControl),
+            Part::Control { .. } => Err(EINVAL),
+            Part::Area { offset } => Ok(WriteTo::Area(offset)),
+        }
+    }
+
+    /// Writes `data` at `offset` of the state area: only while the device
+    /// is stopped by run-control and the v2 protocol is idle (`EBUSY`).
+    pub(crate) fn write_area(
+        &mut self,
+        running: bool,
+        v2: MigState,
+        offset: u64,
+        data: &[u8],
+    ) -> Result {
+        if running || v2 != MigState::Running {
+            return Err(EBUSY);
+        }
+        self.write_state(offset, data)
+    }
+
     /// The header as it reads now.
-    pub(crate) fn header(&self, type_id: u32, running: bool) -> Header {
+    fn header(&self, type_id: u32, running: bool) -> Header {
         Header {
             type_id,
             state_size: match &self.snapshot {
@@ -79,7 +192,7 @@ impl StateRegion {
     }
 
     /// The snapshot, for a reader to copy out of with no lock held.
-    pub(crate) fn snapshot(&self) -> Option<Arc<KVVec<u8>>> {
+    fn snapshot(&self) -> Option<Arc<KVVec<u8>>> {
         self.snapshot.clone()
     }
 
@@ -92,7 +205,7 @@ impl StateRegion {
     /// ended is appended, so the bytes are copied once, with no growing
     /// reallocation and no zero-fill. Any other offset works too (the gap
     /// reads as zeros).
-    pub(crate) fn write_state(&mut self, offset: u64, data: &[u8]) -> Result {
+    fn write_state(&mut self, offset: u64, data: &[u8]) -> Result {
         let start = usize::try_from(offset).map_err(|_| EINVAL)?;
         let end = start.checked_add(data.len()).ok_or(EINVAL)?;
         if end > self.max_state {
@@ -116,7 +229,7 @@ impl StateRegion {
 }
 
 /// The run-control value for `running`.
-pub(crate) fn run_control(running: bool) -> u8 {
+fn run_control(running: bool) -> u8 {
     if running {
         RunControl::Running.value()
     } else {
