@@ -1,25 +1,57 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! One mblit mdev as a VFIO device: routes each VFIO call to the part of
-//! the device it belongs to (config space, BAR0 registers, BAR2 device
-//! memory, interrupts, the engine), as `docs/device.md` specifies.
+//! [`MblitDevice`]: one mblit mdev as a VFIO device. It composes the
+//! parts of the device, each of which owns its data and says what it
+//! guards, and routes each VFIO call to the part it belongs to, as
+//! `docs/device.md` specifies:
+//!
+//! - the hardware ([`Hw`], `hw.rs`: config space, BAR0 registers and their
+//!   side effects, device memory, interrupt state) behind the state lock,
+//!   with BAR2 user copies in `bar2.rs` and interrupts in `irq.rs`;
+//! - the engine (`engine.rs`), which runs for the device through
+//!   [`engine::Host`];
+//! - the pinned guest pages ([`PinTracker`], `pins.rs`);
+//! - the v2 migration ([`Migration`], `migration.rs`, through
+//!   [`migration::Host`]);
+//! - the DEVICE_STATE region ([`StateRegion`], `state_region.rs`, through
+//!   [`state_region::Host`]);
+//! - DMA logging ([`DirtyLog`], `dirty_log.rs`).
+//!
+//! No part imports this file; each reaches the device only through the
+//! trait it names.
 //!
 //! # Locks
 //!
-//! - `migration` (`migration.rs`, a mutex): the v2 migration's streams, and one migration protocol
-//!   at a time; taken first (`migration` → stream → `state`, see
-//!   `migration.rs`).
-//! - `state` (mutex): config space, registers, device memory, interrupt
-//!   state, the validated ring, the error latch, both migration states.
-//!   Held only for short, bounded work: never across a user copy, never
-//!   while waiting for the engine.
-//! - `pins` (`pins.rs`, a mutex and a condition variable): the record of
-//!   pinned guest pages; taken by the engine around each pin and chunk and
-//!   by `dma_unmap`, which the IOMMU back-end calls with its own locks
-//!   ordered before it (type1: `device_list_lock`). Never held together
-//!   with `state`.
-//! - `log` (mutex): DMA logging; taken alone (the engine takes it after
-//!   writing a guest page, with no other lock held).
+//! The locks of one device, in the order they are taken (a lock is only
+//! ever taken while holding locks above it in this list, or none):
+//!
+//! 1. `migration` (`Migration::streams`, a mutex): the streams of the v2
+//!    migration in progress. Held for a whole state transition and by the
+//!    DEVICE_STATE region's stop and start, so one migration protocol runs
+//!    at a time.
+//! 2. a stream's lock (`SaveStream::inner`, `ResumeStream::inner`): the
+//!    record being read out or received. Never taken while `state` is
+//!    held.
+//! 3. `state` (a mutex over [`Hw`]): config space, registers, device
+//!    memory, interrupt state, the validated ring, the error latch, both
+//!    migration protocols' run state. Held only for short, bounded work:
+//!    never across a user copy, never while waiting for the engine.
+//! 4. `state_region` (`StateRegion::contents`): the DEVICE_STATE
+//!    region's snapshot and incoming state; taken inside `state` (or
+//!    alone), so a check of the device's state and the region's change
+//!    are one critical section.
+//!
+//! Outside that chain:
+//!
+//! - `pins` (`PinTracker`, a mutex and a condition variable, `pins.rs`):
+//!   the record of pinned guest pages; taken by the engine around each pin
+//!   and chunk and by `dma_unmap`, which the IOMMU back-end calls with its
+//!   own locks ordered before it (type1: `device_list_lock`). Never held
+//!   together with any other lock of the device.
+//! - `log` (a mutex over [`DirtyLog`]): DMA logging; taken alone (the
+//!   engine takes it after writing a guest page, with no other lock held).
+//! - `counters` (`Counters`): atomics, and a mutex over the debugfs
+//!   directory taken alone, only to remove it.
 //!
 //! **No lock of the driver is held across `copy_to_user` /
 //! `copy_from_user`.** Region accesses copy through a bounce buffer: user
@@ -49,31 +81,26 @@ use crate::{
         config_space::CONFIG_SIZE,
         desc::Ring,
         mig::MigState,
-        region::{self, RunControl},
+        region,
         regs::{self, Reg, RegAccess, BAR0_SIZE},
-        state::DeviceState,
+        state::{self, DeviceState},
         types::TYPES,
     },
     migration::{self, Host as _, Migration},
     pins::{EngineError, PinTracker},
-    state_region::WriteTo,
+    state_region::{self, StateRegion},
     vram::Vram,
 };
 use kernel::{
     new_mutex,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::Mutex,
     uaccess::{UserSliceReader, UserSliceWriter},
 };
 
 /// Region offsets in the device file are `index << REGION_SHIFT` (the
 /// vfio-pci convention).
 const REGION_SHIFT: u32 = 40;
-
-/// Size of the bounce buffer a write to the DEVICE_STATE region's state
-/// area copies through: a state is hundreds of MiB, written in large
-/// pieces, and each bounce takes the state lock once.
-const STATE_BOUNCE: usize = 64 * 1024;
 
 /// debugfs counters, in this order.
 const COUNTER_NAMES: [&CStr; 5] = [
@@ -103,18 +130,27 @@ enum Reset {
 /// The driver data of one mblit VFIO device.
 #[pin_data]
 pub(crate) struct MblitDevice {
+    /// Device memory size in bytes (fixed by the mdev type).
     vram_size: u64,
+    /// The mdev type id (device memory in MiB).
     type_id: u32,
+    /// The hardware; lock 3 of # Locks.
     #[pin]
     state: Mutex<Hw>,
+    /// The pinned guest pages; its lock is taken alone (# Locks).
     #[pin]
     pins: PinTracker,
+    /// debugfs counters (atomics).
     #[pin]
     counters: Counters<5>,
-    /// The v2 migration; its lock is taken before `state`.
+    /// The v2 migration; its lock is lock 1 of # Locks.
     #[pin]
     migration: Migration<Self>,
-    /// DMA logging; taken alone.
+    /// The DEVICE_STATE region; its lock is lock 4 of # Locks.
+    #[pin]
+    state_region: StateRegion,
+    /// DMA logging: the ranges being logged and the pages written in them;
+    /// taken alone.
     #[pin]
     log: Mutex<DirtyLog>,
 }
@@ -143,6 +179,9 @@ impl MblitDevice {
             pins <- PinTracker::new(pin_budget),
             counters <- counters,
             migration <- Migration::new(),
+            state_region <- StateRegion::new(state::max_encoded_len(
+                ty.map_or(0, |t| t.vram_bytes())
+            )),
             log <- new_mutex!(DirtyLog::default(), "mblit_log"),
         })
         .pin_chain(move |this| {
@@ -180,121 +219,14 @@ impl MblitDevice {
             st.irq.clear();
         }
         st.running = true;
-        st.region.clear();
+        dev.state_region.clear();
         st.sync(0);
-    }
-
-    /// Run-control STOPPED: the engine finishes its command, then the
-    /// whole state is snapshotted into the DEVICE_STATE region.
-    fn stop(dev: &Device<Self>) -> Result {
-        // One protocol at a time (docs/migration.md §3.4).
-        let _mig = dev.migration.exclusive();
-        {
-            let mut st = dev.state.lock();
-            if st.v2 != MigState::Running {
-                return Err(EBUSY);
-            }
-            if !st.running {
-                return Ok(());
-            }
-            st.running = false;
-            st.sync(0);
-        }
-        Self::quiesce(dev);
-        let mut st = dev.state.lock();
-        match st
-            .save(dev.type_id, dev.vram_size)
-            .and_then(|blob| Ok(Arc::new(blob, GFP_KERNEL_ACCOUNT)?))
-        {
-            Ok(blob) => {
-                st.region.set_snapshot(blob);
-                Ok(())
-            }
-            Err(e) => {
-                // No snapshot: keep running rather than sit stopped with
-                // nothing to migrate.
-                st.running = true;
-                drop(st);
-                Self::kick(dev);
-                Err(e)
-            }
-        }
-    }
-
-    /// Run-control RUNNING: applies an incoming state first, if one was
-    /// written (an invalid one fails the write, the device stays stopped
-    /// and unchanged), then lets the device run.
-    fn start(dev: &Device<Self>) -> Result {
-        let _mig = dev.migration.exclusive();
-        let mut st = dev.state.lock();
-        if st.v2 != MigState::Running {
-            return Err(EBUSY);
-        }
-        if st.running {
-            return Ok(());
-        }
-        let incoming = st.region.take_incoming();
-        if !incoming.is_empty() {
-            st.restore(dev.type_id, dev.vram_size, &incoming)?;
-            dev.counters.set(C_ERRORS, st.errors);
-        }
-        st.running = true;
-        st.region.clear();
-        st.sync(0);
-        drop(st);
-        Self::kick(dev);
-        Ok(())
     }
 
     /// Queues the engine if it has work it may run.
     fn kick(dev: &Device<Self>) {
         if dev.state.lock().next_command().is_some() {
             dev.queue_work();
-        }
-    }
-
-    /// A read of the DEVICE_STATE region: what to copy out is taken under
-    /// the state lock, the copy happens after it.
-    fn state_region_read(dev: &Device<Self>, out: &mut UserSliceWriter, offset: u64) -> Result {
-        let read = {
-            let st = dev.state.lock();
-            st.region
-                .read(offset, out.len(), dev.type_id, st.running, st.v2)?
-        };
-        read.copy_out(out)
-    }
-
-    /// A write to the DEVICE_STATE region: the run-control byte stops or
-    /// starts the device; state bytes are copied in through a bounce
-    /// buffer, each piece stored under the state lock.
-    fn state_region_write(dev: &Device<Self>, input: &mut UserSliceReader, offset: u64) -> Result {
-        let len = input.len();
-        let target = dev.state.lock().region.write_target(offset, len)?;
-        match target {
-            WriteTo::RunControl => {
-                let mut v = [0u8; 1];
-                input.read_slice(&mut v)?;
-                match RunControl::from_value(v[0]).ok_or(EINVAL)? {
-                    RunControl::Stopped => Self::stop(dev),
-                    RunControl::Running => Self::start(dev),
-                }
-            }
-            WriteTo::Area(offset) => {
-                let mut bounce = KVec::from_elem(0u8, len.min(STATE_BOUNCE), GFP_KERNEL)?;
-                let mut done = 0usize;
-                while done < len {
-                    let n = (len - done).min(bounce.len());
-                    let chunk = &mut bounce[..n];
-                    input.read_slice(chunk)?;
-                    let mut st = dev.state.lock();
-                    let st = &mut *st;
-                    // Inside the region (classify): no overflow.
-                    st.region
-                        .write_area(st.running, st.v2, offset + done as u64, chunk)?;
-                    done += n;
-                }
-                Ok(())
-            }
         }
     }
 
@@ -479,6 +411,20 @@ impl migration::Host for MblitDevice {
     }
 }
 
+impl state_region::Host for MblitDevice {
+    fn hw(&self) -> &Mutex<Hw> {
+        &self.state
+    }
+
+    fn state_region(&self) -> &StateRegion {
+        &self.state_region
+    }
+
+    fn errors_changed(&self, errors: u64) {
+        self.counters.set(C_ERRORS, errors);
+    }
+}
+
 /// Splits a device file offset into region index and offset in the region.
 fn split(pos: u64) -> (u64, u64) {
     (pos >> REGION_SHIFT, pos & ((1u64 << REGION_SHIFT) - 1))
@@ -509,7 +455,7 @@ impl vfio::Ops for MblitDevice {
         {
             let mut st = dev.state.lock();
             st.vram.release();
-            st.region.clear();
+            dev.state_region.clear();
         }
         dev.counters.remove();
     }
@@ -542,7 +488,7 @@ impl vfio::Ops for MblitDevice {
                 out.write_slice(&value[..len])?;
             }
             uapi::PCI_BAR2_REGION_INDEX => bar2::read(&dev.state, dev.vram_size, offset, out)?,
-            region::STATE_REGION_INDEX => Self::state_region_read(dev, out, offset)?,
+            region::STATE_REGION_INDEX => StateRegion::user_read(dev, out, offset)?,
             _ => return Err(EINVAL),
         }
         Ok(len)
@@ -572,7 +518,7 @@ impl vfio::Ops for MblitDevice {
                 Self::write_reg(dev, &acc, u64::from_le_bytes(bytes))?;
             }
             uapi::PCI_BAR2_REGION_INDEX => bar2::write(&dev.state, dev.vram_size, offset, input)?,
-            region::STATE_REGION_INDEX => Self::state_region_write(dev, input, offset)?,
+            region::STATE_REGION_INDEX => StateRegion::user_write(dev, input, offset)?,
             _ => return Err(EINVAL),
         }
         Ok(len)
@@ -587,7 +533,7 @@ impl vfio::Ops for MblitDevice {
             region::STATE_REGION_INDEX => {
                 return Ok(RegionInfo {
                     offset: u64::from(index) << REGION_SHIFT,
-                    size: dev.state.lock().region.size(),
+                    size: dev.state_region.size(),
                     flags: rw,
                     cap_type: Some((
                         region::REGION_TYPE_DEVICE_STATE,

@@ -25,7 +25,6 @@ use crate::{
     },
     migration,
     pins::EngineError,
-    state_region::StateRegion,
     vram::Vram,
 };
 use kernel::prelude::*;
@@ -62,8 +61,6 @@ pub(crate) struct Hw {
     pub(crate) running: bool,
     /// The v2 migration state (`migration.rs` drives it).
     pub(crate) v2: MigState,
-    /// The DEVICE_STATE region's snapshot and incoming state.
-    pub(crate) region: StateRegion,
 }
 
 impl Hw {
@@ -79,7 +76,6 @@ impl Hw {
             errors: 0,
             running: true,
             v2: MigState::Running,
-            region: StateRegion::new(state::max_encoded_len(ty.vram_bytes())),
         })
     }
 

@@ -137,6 +137,8 @@ impl<T: Host> Streams<T> {
 #[pin_data]
 pub(crate) struct SaveStream<T: Host> {
     dev: DeviceRef<T>,
+    /// The record being read out and the pass's progress; lock 2 of the
+    /// device's # Locks (`device.rs`).
     #[pin]
     inner: Mutex<SaveInner>,
 }
@@ -163,6 +165,8 @@ struct SaveInner {
 #[pin_data]
 pub(crate) struct ResumeStream<T: Host> {
     dev: DeviceRef<T>,
+    /// The record being received and the device record taken in; lock 2
+    /// of the device's # Locks (`device.rs`).
     #[pin]
     inner: Mutex<ResumeInner>,
 }
