@@ -89,6 +89,7 @@ use crate::{
     migration::{self, Host as _, Migration},
     pins::{EngineError, PinTracker},
     state_region::{self, StateRegion},
+    streams,
     vram::Vram,
 };
 use kernel::{
@@ -297,22 +298,18 @@ impl engine::Host for MblitDevice {
         self.log.lock().mark(page_iova);
     }
 
-    /// Reads device memory for the engine.
     fn vram_read(&self, offset: u64, out: &mut [u8]) -> Result {
         self.state.lock().vram.read_into(offset, out)
     }
 
-    /// Writes device memory for the engine.
     fn vram_write(&self, offset: u64, data: &[u8]) -> Result {
         self.state.lock().vram.write_from(offset, data)
     }
 
-    /// The next command the engine may run.
     fn next_command(&self) -> Option<(Ring, u32)> {
         self.state.lock().next_command()
     }
 
-    /// Records the outcome of the command at `head`.
     fn finish_command(&self, head: u32, result: core::result::Result<Completion, EngineError>) {
         self.update_pin_count();
         let mut st = self.state.lock();
@@ -324,18 +321,33 @@ impl engine::Host for MblitDevice {
         self.counters.set(C_ERRORS, st.errors);
     }
 
-    /// The engine's work item found nothing more to run (an error may have
-    /// stopped it before a fetch): bring the debugfs counters up to date.
     fn engine_idle(&self) {
         let errors = self.state.lock().errors;
         self.counters.set(C_ERRORS, errors);
         self.update_pin_count();
     }
 
-    /// Shows the number of pinned pages in debugfs.
     fn update_pin_count(&self) {
         let n = self.pins.count();
         self.counters.set(C_PINNED, n as u64);
+    }
+}
+
+impl streams::Source for MblitDevice {
+    fn state_type(&self) -> (u32, u64) {
+        (self.type_id, self.vram_size)
+    }
+
+    fn with_vram<R>(&self, f: impl FnOnce(&Vram) -> R) -> R {
+        f(&self.state.lock().vram)
+    }
+
+    fn with_vram_mut<R>(&self, f: impl FnOnce(&mut Vram) -> Result<R>) -> Result<R> {
+        f(&mut self.state.lock().vram)
+    }
+
+    fn device_state(&self) -> DeviceState {
+        self.state.lock().device_state(self.type_id, self.vram_size)
     }
 }
 
@@ -344,54 +356,28 @@ impl migration::Host for MblitDevice {
         &self.migration
     }
 
-    fn state_type(&self) -> (u32, u64) {
-        (self.type_id, self.vram_size)
-    }
-
-    /// Runs `f` on device memory.
-    fn with_vram<R>(&self, f: impl FnOnce(&Vram) -> R) -> R {
-        f(&self.state.lock().vram)
-    }
-
-    /// Runs `f` on device memory, mutably.
-    fn with_vram_mut<R>(&self, f: impl FnOnce(&mut Vram) -> Result<R>) -> Result<R> {
-        f(&mut self.state.lock().vram)
-    }
-
-    /// Whether the DEVICE_STATE region lets the device run.
     fn region_running(&self) -> bool {
         self.state.lock().running
     }
 
-    /// The v2 migration state.
     fn v2_state(&self) -> MigState {
         self.state.lock().v2
     }
 
-    /// Sets the v2 migration state (the engine follows at its next check).
     fn set_v2_state(&self, s: MigState) {
         let mut st = self.state.lock();
         st.v2 = s;
         st.sync(0);
     }
 
-    /// Waits for the command in progress after the engine was told to stop.
     fn quiesce_engine(dev: &Device<Self>) {
         Self::quiesce(dev);
     }
 
-    /// Lets the engine run the work it has.
     fn kick_engine(dev: &Device<Self>) {
         Self::kick(dev);
     }
 
-    /// Everything but device memory, for a state record.
-    fn device_state(&self) -> DeviceState {
-        self.state.lock().device_state(self.type_id, self.vram_size)
-    }
-
-    /// Replaces everything but device memory with `s` (validated by the
-    /// state decoder).
     fn apply_device_state(&self, s: &DeviceState) -> Result {
         let config = Hw::config_of(self.type_id, self.vram_size, s)?;
         let mut st = self.state.lock();
@@ -401,7 +387,6 @@ impl migration::Host for MblitDevice {
         Ok(())
     }
 
-    /// Device contents back to reset values (a failed v2 restore).
     fn reset_contents(&self) {
         let mut st = self.state.lock();
         st.reset_engine();

@@ -23,8 +23,8 @@ use crate::{
         state::{self, DeviceState},
         types::TypeInfo,
     },
-    migration,
     pins::EngineError,
+    streams,
     vram::Vram,
 };
 use kernel::prelude::*;
@@ -201,7 +201,7 @@ impl Hw {
     /// Validates `blob` completely, then replaces the device state with it.
     /// On error nothing has changed.
     pub(crate) fn restore(&mut self, type_id: u32, vram_size: u64, blob: &[u8]) -> Result {
-        let decoded = state::decode(blob, type_id, vram_size).map_err(migration::refusal)?;
+        let decoded = state::decode(blob, type_id, vram_size).map_err(streams::refusal)?;
         let s = &decoded.state;
         // decode() checked the config image against this type's read-only
         // bits and the ring; this cannot fail now.

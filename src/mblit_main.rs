@@ -39,6 +39,8 @@ mod pins;
 #[deny(unsafe_code)]
 mod state_region;
 #[deny(unsafe_code)]
+mod streams;
+#[deny(unsafe_code)]
 mod uapi_check;
 #[deny(unsafe_code)]
 mod vram;
