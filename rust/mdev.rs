@@ -66,13 +66,14 @@ impl MdevDevice {
     }
 
     /// The embedded `struct device`.
-    pub(crate) fn as_raw_device(&self) -> *mut bindings::device {
+    fn as_raw_device(&self) -> *mut bindings::device {
         // SAFETY: `self.0` is a live mdev_device; taking a field's address
         // does not read it.
         unsafe { &raw mut (*self.0.get()).dev }
     }
 
-    /// The mdev as a driver-model device, for logging.
+    /// The mdev as a driver-model device (for logging, and as the parent
+    /// of the VFIO device registered for it).
     pub(crate) fn device(&self) -> &kernel::device::Device {
         // SAFETY: the embedded device lives as long as the mdev (`&self`).
         unsafe { kernel::device::Device::from_raw(self.as_raw_device()) }

@@ -166,11 +166,12 @@ pub(crate) struct Device<T: Ops> {
 }
 
 impl<T: Ops> Device<T> {
-    /// Allocates a VFIO device for the mdev parent device `parent`,
-    /// initialises its data with `init` and registers it with an emulated
-    /// IOMMU (group/container and iommufd cdev).
+    /// Allocates a VFIO device whose parent is `parent` (for an mdev
+    /// driver: the mdev being probed), initialises its data with `init` and
+    /// registers it with an emulated IOMMU (group/container and iommufd
+    /// cdev).
     pub(crate) fn register(
-        parent: *mut bindings::device,
+        parent: &kernel::device::Device,
         init: impl PinInit<T, Error>,
     ) -> Result<Registration<T>> {
         const {
@@ -178,8 +179,16 @@ impl<T: Ops> Device<T> {
             assert!(core::mem::align_of::<Device<T>>() <= 8);
             assert!(core::mem::offset_of!(Device<T>, vdev) == 0);
         }
+        // `kernel::device::Device` is a transparent wrapper of the C
+        // struct, so its address is the `struct device`'s.
+        let parent = core::ptr::from_ref(parent)
+            .cast_mut()
+            .cast::<bindings::device>();
         // SAFETY: the size covers `Device<T>`, whose first field is the
-        // vfio_device; `parent` is a live device (the mdev being probed);
+        // vfio_device; `parent` is a live device for the whole call (it is
+        // borrowed), and once the VFIO device is registered below the
+        // driver core holds a reference to it as the VFIO device's parent
+        // (a failed registration puts the VFIO device before returning);
         // the ops table is static.
         let raw = from_err_ptr(unsafe {
             bindings::_vfio_alloc_device(

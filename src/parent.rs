@@ -63,7 +63,7 @@ impl mdev::Driver for Parent {
             &self.debug_root,
             mdev.device().name(),
         );
-        let created = vfio::Device::register(mdev.as_raw_device(), init).and_then(|vfio| {
+        let created = vfio::Device::register(mdev.device(), init).and_then(|vfio| {
             KBox::new(
                 Mdev {
                     _vfio: vfio,
