@@ -28,11 +28,6 @@ pub(crate) fn enomsg() -> Error {
     errno(bindings::ENOMSG)
 }
 
-/// `EOPNOTSUPP`: operation not supported.
-pub(crate) fn eopnotsupp() -> Error {
-    errno(bindings::EOPNOTSUPP)
-}
-
 /// `EPROTONOSUPPORT`: here, a device state of a format version this
 /// driver does not read.
 pub(crate) fn eprotonosupport() -> Error {

@@ -20,6 +20,10 @@ use kernel::{
 /// What a data file does. The file owns an `Arc<Self>` until it is
 /// released; everything here runs in process context.
 pub(crate) trait Stream: Send + Sync + Sized + 'static {
+    /// The name of the file's anonymous inode (`anon_inode:<NAME>` in
+    /// `/proc/<pid>/fd`).
+    const NAME: &'static CStr;
+
     /// `read(2)`: fill `out` with the next bytes of the stream; return how
     /// many were copied (a fault after some bytes is a short read).
     fn read(&self, out: &mut StreamOut) -> Result<usize>;
@@ -161,7 +165,7 @@ impl DataFile {
         // `release`, or below on failure).
         let file = unsafe {
             bindings::anon_inode_getfile(
-                c"mblit_mig".as_char_ptr(),
+                S::NAME.as_char_ptr(),
                 &VTable::<S>::FOPS,
                 private.cast(),
                 flags as i32,

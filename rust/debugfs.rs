@@ -71,7 +71,7 @@ impl<const N: usize> Counters<N> {
         let dir = Dir::new(name, Some(parent));
         try_pin_init!(Self {
             values: [const { AtomicU64::new(0) }; N],
-            dir <- new_mutex!(Some(dir), "mblit_debugfs"),
+            dir <- new_mutex!(Some(dir), "debugfs_counters_dir"),
         })
         .pin_chain(move |this| {
             let dir = this.dir.lock();

@@ -21,7 +21,7 @@ use core::{
     sync::atomic::{AtomicPtr, Ordering},
 };
 use kernel::{
-    error::{from_err_ptr, from_result, to_result},
+    error::{from_err_ptr, from_result, to_result, VTABLE_DEFAULT_ERROR},
     prelude::*,
     types::Opaque,
     uaccess::{UserSlice, UserSliceReader, UserSliceWriter},
@@ -30,7 +30,11 @@ use kernel::{
 /// The callbacks of a VFIO device driver with data `Self`.
 ///
 /// Each gets the whole [`Device`], which dereferences to `Self`.
+#[vtable]
 pub(crate) trait Ops: Send + Sync + Sized + 'static {
+    /// The driver's name, as the VFIO core shows it (`vfio_device_ops.name`).
+    const NAME: &'static CStr;
+
     /// The first file descriptor for the device was opened.
     fn open(_dev: &Device<Self>) -> Result {
         Ok(())
@@ -67,42 +71,43 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
     /// context, may sleep.
     fn work(_dev: &Device<Self>) {}
 
-    /// `VFIO_MIGRATION_*` flags; 0: the device does not migrate (v2) and
-    /// the callbacks below are never called.
+    /// `VFIO_MIGRATION_*` flags; 0: the device does not migrate (v2).
+    /// A device that migrates implements the three `mig_*` operations
+    /// below, one that does not implements none of them.
     const MIGRATION_FLAGS: u32 = 0;
 
     /// Moves the device to v2 state `new` (any arc; use
     /// [`Device::mig_next_state`] to walk it), returning the data file
     /// the new state hands out, if any.
     fn mig_set_state(_dev: &Device<Self>, _new: u32) -> Result<Option<DataFile>> {
-        Err(super::compat::eopnotsupp())
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// The current v2 state.
     fn mig_get_state(_dev: &Device<Self>) -> Result<u32> {
-        Err(super::compat::eopnotsupp())
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Estimated bytes a STOP_COPY from now would produce.
     fn mig_data_size(_dev: &Device<Self>) -> Result<usize> {
-        Err(super::compat::eopnotsupp())
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Whether the device offers DMA logging (`vfio_log_ops`). It is only
-    /// offered when the kernel can report (`CONFIG_IOMMUFD_DRIVER`, which
-    /// provides the `iova_bitmap` helpers).
-    const DMA_LOGGING: bool = false;
+    // DMA logging (`vfio_log_ops`): a device that offers it implements the
+    // three `log_*` operations below; they are only offered when the kernel
+    // can report (`CONFIG_IOMMUFD_DRIVER`, which provides the `iova_bitmap`
+    // helpers).
 
     /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_START` with the (validated,
     /// non-overlapping) `ranges` as `(first, last)` IOVAs; may change
     /// `page_size`.
     fn log_start(_dev: &Device<Self>, _ranges: &[(u64, u64)], _page_size: &mut u64) -> Result {
-        Err(super::compat::eopnotsupp())
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP`.
     fn log_stop(_dev: &Device<Self>) -> Result {
-        Err(super::compat::eopnotsupp())
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT` for `[iova, iova +
@@ -114,7 +119,7 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
         _length: u64,
         _dirty: &mut IovaBitmap<'_>,
     ) -> Result {
-        Err(super::compat::eopnotsupp())
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
 
@@ -178,6 +183,13 @@ impl<T: Ops> Device<T> {
             // kvzalloc() gives no more than 8-byte alignment.
             assert!(core::mem::align_of::<Device<T>>() <= 8);
             assert!(core::mem::offset_of!(Device<T>, vdev) == 0);
+            // The migration operations come all together, with the flags.
+            let mig = T::HAS_MIG_SET_STATE;
+            assert!(mig == T::HAS_MIG_GET_STATE && mig == T::HAS_MIG_DATA_SIZE);
+            assert!(mig == (T::MIGRATION_FLAGS != 0));
+            // So do the DMA logging operations.
+            let log = T::HAS_LOG_START;
+            assert!(log == T::HAS_LOG_STOP && log == T::HAS_LOG_READ_AND_CLEAR);
         }
         // `kernel::device::Device` is a transparent wrapper of the C
         // struct, so its address is the `struct device`'s.
@@ -214,11 +226,11 @@ impl<T: Ops> Device<T> {
         // the migration ops are static and must be set before registering.
         unsafe {
             (*this).live = true;
-            if T::MIGRATION_FLAGS != 0 {
+            if T::HAS_MIG_SET_STATE {
                 (*raw).mig_ops = &VTable::<T>::MIG_OPS;
                 (*raw).migration_flags = T::MIGRATION_FLAGS;
             }
-            if T::DMA_LOGGING && cfg!(CONFIG_IOMMUFD_DRIVER) {
+            if T::HAS_LOG_START && cfg!(CONFIG_IOMMUFD_DRIVER) {
                 (*raw).log_ops = &VTable::<T>::LOG_OPS;
             }
         }
@@ -471,7 +483,7 @@ struct VTable<T: Ops>(PhantomData<T>);
 
 impl<T: Ops> VTable<T> {
     const OPS: bindings::vfio_device_ops = bindings::vfio_device_ops {
-        name: c"mblit".as_ptr().cast_mut().cast(),
+        name: T::NAME.as_ptr().cast_mut().cast(),
         release: Some(Self::release),
         bind_iommufd: Some(bindings::vfio_iommufd_emulated_bind),
         unbind_iommufd: Some(bindings::vfio_iommufd_emulated_unbind),
@@ -647,10 +659,23 @@ impl<T: Ops> VTable<T> {
         })
     }
 
+    /// Installed only if `T` implements the migration operations.
     const MIG_OPS: bindings::vfio_migration_ops = bindings::vfio_migration_ops {
-        migration_set_state: Some(Self::mig_set_state),
-        migration_get_state: Some(Self::mig_get_state),
-        migration_get_data_size: Some(Self::mig_get_data_size),
+        migration_set_state: if T::HAS_MIG_SET_STATE {
+            Some(Self::mig_set_state)
+        } else {
+            None
+        },
+        migration_get_state: if T::HAS_MIG_GET_STATE {
+            Some(Self::mig_get_state)
+        } else {
+            None
+        },
+        migration_get_data_size: if T::HAS_MIG_DATA_SIZE {
+            Some(Self::mig_get_data_size)
+        } else {
+            None
+        },
     };
 
     /// # Safety
@@ -709,10 +734,23 @@ impl<T: Ops> VTable<T> {
         })
     }
 
+    /// Installed only if `T` implements the DMA logging operations.
     const LOG_OPS: bindings::vfio_log_ops = bindings::vfio_log_ops {
-        log_start: Some(Self::log_start),
-        log_stop: Some(Self::log_stop),
-        log_read_and_clear: Some(Self::log_read_and_clear),
+        log_start: if T::HAS_LOG_START {
+            Some(Self::log_start)
+        } else {
+            None
+        },
+        log_stop: if T::HAS_LOG_STOP {
+            Some(Self::log_stop)
+        } else {
+            None
+        },
+        log_read_and_clear: if T::HAS_LOG_READ_AND_CLEAR {
+            Some(Self::log_read_and_clear)
+        } else {
+            None
+        },
     };
 
     /// # Safety

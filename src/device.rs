@@ -415,7 +415,10 @@ fn split(pos: u64) -> (u64, u64) {
     (pos >> REGION_SHIFT, pos & ((1u64 << REGION_SHIFT) - 1))
 }
 
+#[vtable]
 impl vfio::Ops for MblitDevice {
+    const NAME: &'static CStr = c"mblit";
+
     fn open(dev: &Device<Self>) -> Result {
         // A new user starts from the reset state, whatever happened before
         // (close resets too; this makes the rule local).
@@ -582,8 +585,6 @@ impl vfio::Ops for MblitDevice {
     fn mig_data_size(dev: &Device<Self>) -> Result<usize> {
         Migration::data_size(dev)
     }
-
-    const DMA_LOGGING: bool = true;
 
     fn log_start(dev: &Device<Self>, ranges: &[(u64, u64)], page_size: &mut u64) -> Result {
         dev.log.lock().start(ranges, page_size)

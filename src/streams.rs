@@ -306,6 +306,8 @@ impl<T: Source> SaveStream<T> {
 }
 
 impl<T: Source> Stream for SaveStream<T> {
+    const NAME: &'static CStr = c"mblit_mig";
+
     fn read(&self, out: &mut StreamOut) -> Result<usize> {
         // What a read that stops early returns: the bytes it copied, or
         // `e` if it copied none.
@@ -491,6 +493,8 @@ impl<T: Source> ResumeStream<T> {
 }
 
 impl<T: Source> Stream for ResumeStream<T> {
+    const NAME: &'static CStr = c"mblit_mig";
+
     fn read(&self, _out: &mut StreamOut) -> Result<usize> {
         Err(EINVAL)
     }
