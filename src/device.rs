@@ -75,7 +75,7 @@ use crate::{
     kapi::{
         datafile::DataFile,
         debugfs::{Counters, Dir},
-        vfio::{self, ioctl, uapi, Device, IovaBitmap, RegionInfo},
+        vfio::{self, ioctl, uapi, Device, DeviceInfo, IovaBitmap, RegionInfo},
     },
     logic::{
         config_space::CONFIG_SIZE,
@@ -271,15 +271,11 @@ impl MblitDevice {
 
     /// `VFIO_DEVICE_GET_INFO`.
     fn get_info(arg: UserPtr) -> Result<isize> {
-        // struct vfio_device_info: argsz, flags, num_regions, num_irqs
-        // (cap_offset and pad follow; mblit reports no capabilities).
-        const MINSZ: usize = 16;
-        let (mut info, _argsz) = vfio::read_arg::<MINSZ>(arg, MINSZ)?;
-        let flags = uapi::DEVICE_FLAGS_PCI | uapi::DEVICE_FLAGS_RESET;
-        info[4..8].copy_from_slice(&flags.to_ne_bytes());
-        let num_regions = region::STATE_REGION_INDEX + 1;
-        info[8..12].copy_from_slice(&num_regions.to_ne_bytes());
-        info[12..16].copy_from_slice(&uapi::PCI_NUM_IRQS.to_ne_bytes());
+        // mblit reports no capabilities (cap_offset is not written back).
+        let mut info: DeviceInfo = vfio::read_arg(arg)?;
+        info.flags = uapi::DEVICE_FLAGS_PCI | uapi::DEVICE_FLAGS_RESET;
+        info.num_regions = region::STATE_REGION_INDEX + 1;
+        info.num_irqs = uapi::PCI_NUM_IRQS;
         vfio::write_arg(arg, &info)?;
         Ok(0)
     }

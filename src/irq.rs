@@ -7,7 +7,7 @@
 use crate::{
     kapi::{
         eventfd::EventFd,
-        vfio::{self, uapi},
+        vfio::{self, uapi, Arg, IrqInfo, IrqSet},
     },
     logic::config_space::ConfigSpace,
 };
@@ -67,13 +67,10 @@ impl Irq {
 
 /// `VFIO_DEVICE_GET_IRQ_INFO`.
 pub(crate) fn get_irq_info(arg: UserPtr) -> Result<isize> {
-    // struct vfio_irq_info: argsz, flags, index, count.
-    const MINSZ: usize = 16;
-    let (mut info, _argsz) = vfio::read_arg::<MINSZ>(arg, MINSZ)?;
-    let index = u32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
-    let (count, flags) = self::info(index)?;
-    info[4..8].copy_from_slice(&flags.to_ne_bytes());
-    info[12..16].copy_from_slice(&count.to_ne_bytes());
+    let mut info: IrqInfo = vfio::read_arg(arg)?;
+    let (count, flags) = self::info(info.index)?;
+    info.flags = flags;
+    info.count = count;
     vfio::write_arg(arg, &info)?;
     Ok(0)
 }
@@ -105,14 +102,11 @@ pub(crate) enum SetIrqs {
     Nothing,
 }
 
-/// Size of `struct vfio_irq_set` up to `data`.
-const IRQ_SET_MINSZ: usize = 20;
-
 /// Reads and validates a `VFIO_DEVICE_SET_IRQS` argument.
 pub(crate) fn parse_set(arg: UserPtr) -> Result<SetIrqs> {
-    let (hdr, argsz) = vfio::read_arg::<IRQ_SET_MINSZ>(arg, IRQ_SET_MINSZ)?;
-    let word = |i: usize| u32::from_ne_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
-    let (flags, index, start, count) = (word(4), word(8), word(12), word(16));
+    let hdr: IrqSet = vfio::read_arg(arg)?;
+    let (argsz, flags, index, start, count) =
+        (hdr.argsz, hdr.flags, hdr.index, hdr.start, hdr.count);
 
     let data_type = flags & 0x7;
     let action = flags & 0x38;
@@ -131,12 +125,12 @@ pub(crate) fn parse_set(arg: UserPtr) -> Result<SetIrqs> {
         uapi::IRQ_SET_DATA_BOOL => 1,
         _ => 4,
     } * count as usize;
-    if (argsz as usize) < IRQ_SET_MINSZ + data_size {
+    if (argsz as usize) < IrqSet::MINSZ + data_size {
         return Err(EINVAL);
     }
     let mut data = [0u8; 4];
     if data_size > 0 {
-        vfio::read_arg_tail(arg, IRQ_SET_MINSZ, &mut data[..data_size])?;
+        vfio::read_arg_tail(arg, IrqSet::MINSZ, &mut data[..data_size])?;
     }
 
     match (index, action, data_type) {

@@ -25,7 +25,7 @@ use crate::{
     kapi::{
         compat,
         datafile::{Stream, StreamIn, StreamOut},
-        vfio::{self, uapi, Device, DeviceRef, Ops},
+        vfio::{self, uapi, Device, DeviceRef, Ops, PrecopyInfo},
     },
     logic::state::{self, DeviceState, RecordKind, StateError, HEADER_LEN, PAGES_CHUNK_MAX},
     vram::Vram,
@@ -365,9 +365,7 @@ impl<T: Source> Stream for SaveStream<T> {
         if cmd != vfio::ioctl::MIG_GET_PRECOPY_INFO {
             return Err(ENOTTY);
         }
-        // struct vfio_precopy_info: argsz, flags, initial_bytes, dirty_bytes.
-        const MINSZ: usize = 24;
-        let (mut info, _argsz) = vfio::read_arg::<MINSZ>(arg, MINSZ)?;
+        let mut info: PrecopyInfo = vfio::read_arg(arg)?;
         let inner = self.inner.lock();
         if inner.disabled || inner.stopped {
             // Only in PRE_COPY and PRE_COPY_P2P.
@@ -375,9 +373,9 @@ impl<T: Source> Stream for SaveStream<T> {
         }
         let (initial, dirty) = self.pending(&inner);
         drop(inner);
-        info[4..8].copy_from_slice(&0u32.to_ne_bytes());
-        info[8..16].copy_from_slice(&initial.to_ne_bytes());
-        info[16..24].copy_from_slice(&dirty.to_ne_bytes());
+        info.flags = 0;
+        info.initial_bytes = initial;
+        info.dirty_bytes = dirty;
         vfio::write_arg(arg, &info)?;
         Ok(0)
     }
