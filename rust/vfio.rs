@@ -502,9 +502,10 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_device_ops.release`: `vdev` is the `vdev` field of a `Device<T>`
+    /// allocated by [`Device::register`] whose last reference was just
+    /// dropped; it is called once, before the memory is freed, and nothing
+    /// else uses the device any more.
     unsafe extern "C" fn release(vdev: *mut bindings::vfio_device) {
         let this = vdev.cast::<Device<T>>();
         // SAFETY: the core calls release once, after the last reference is
@@ -519,9 +520,9 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_device_ops.open_device`: `vdev` belongs to a registered
+    /// `Device<T>` (so its data is initialised), and the core serialises
+    /// open and close of the device (`dev_set->lock`).
     unsafe extern "C" fn open_device(vdev: *mut bindings::vfio_device) -> c_int {
         // SAFETY: the core only opens registered (hence live) devices.
         let dev = unsafe { Device::<T>::from_raw(vdev) };
@@ -537,9 +538,9 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_device_ops.close_device`: `vdev` belongs to a registered
+    /// `Device<T>` that [`VTable::open_device`] opened successfully; the core
+    /// serialises it with open.
     unsafe extern "C" fn close_device(vdev: *mut bindings::vfio_device) {
         // SAFETY: as in `open_device`.
         let dev = unsafe { Device::<T>::from_raw(vdev) };
@@ -552,9 +553,10 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_device_ops.read`: `vdev` belongs to an open, registered
+    /// `Device<T>`; `buf` is a user address of `count` bytes (checked by the
+    /// user copy, not trusted) and `ppos` points to the file position, valid
+    /// for reads and writes during the call.
     unsafe extern "C" fn read(
         vdev: *mut bindings::vfio_device,
         buf: *mut c_char,
@@ -577,9 +579,8 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_device_ops.write`: as [`VTable::read`], with `buf` the
+    /// user's source buffer.
     unsafe extern "C" fn write(
         vdev: *mut bindings::vfio_device,
         buf: *const c_char,
@@ -602,9 +603,9 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_device_ops.ioctl`: `vdev` belongs to an open, registered
+    /// `Device<T>`; `arg` is the user's untrusted argument, only used through
+    /// user copies.
     unsafe extern "C" fn ioctl(
         vdev: *mut bindings::vfio_device,
         cmd: c_uint,
@@ -617,9 +618,10 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_device_ops.get_region_info_caps`: `vdev` belongs to an open,
+    /// registered `Device<T>`; `info` is the core's kernel copy of the user's
+    /// `vfio_region_info` and `caps` its capability chain, both valid for
+    /// reads and writes during the call.
     unsafe extern "C" fn get_region_info_caps(
         vdev: *mut bindings::vfio_device,
         info: *mut bindings::vfio_region_info,
@@ -681,9 +683,9 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_migration_ops.migration_set_state`: `vdev` belongs to an
+    /// open, registered `Device<T>` that implements migration (the table is
+    /// installed only then); the driver serialises the calls itself.
     unsafe extern "C" fn mig_set_state(
         vdev: *mut bindings::vfio_device,
         new: bindings::vfio_device_mig_state,
@@ -699,9 +701,9 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_migration_ops.migration_get_state`: as
+    /// [`VTable::mig_set_state`]; `state` points to a `vfio_device_mig_state`
+    /// valid for writes during the call.
     unsafe extern "C" fn mig_get_state(
         vdev: *mut bindings::vfio_device,
         state: *mut bindings::vfio_device_mig_state,
@@ -718,9 +720,9 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_migration_ops.migration_get_data_size`: as
+    /// [`VTable::mig_set_state`]; `len` points to an `unsigned long` valid
+    /// for writes during the call.
     unsafe extern "C" fn mig_get_data_size(
         vdev: *mut bindings::vfio_device,
         len: *mut c_ulong,
@@ -756,9 +758,10 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_log_ops.log_start`: `vdev` belongs to an open, registered
+    /// `Device<T>` that implements DMA logging; `ranges` is an interval tree
+    /// of `nnodes` nodes that lives for the call, and `page_size` points to
+    /// the requested page size, valid for reads and writes.
     unsafe extern "C" fn log_start(
         vdev: *mut bindings::vfio_device,
         ranges: *mut bindings::rb_root_cached,
@@ -787,9 +790,8 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_log_ops.log_stop`: `vdev` belongs to an open, registered
+    /// `Device<T>` that implements DMA logging.
     unsafe extern "C" fn log_stop(vdev: *mut bindings::vfio_device) -> c_int {
         // SAFETY: as in `open_device`.
         let dev = unsafe { Device::<T>::from_raw(vdev) };
@@ -798,9 +800,9 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_log_ops.log_read_and_clear`: as [`VTable::log_stop`];
+    /// `dirty` is the core's `iova_bitmap` covering `[iova, iova + length)`,
+    /// valid during the call.
     unsafe extern "C" fn log_read_and_clear(
         vdev: *mut bindings::vfio_device,
         iova: c_ulong,
@@ -820,9 +822,9 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// The work function of a `Device<T>`'s `work` item (set by
+    /// [`Device::register`]): `work` is that field of a registered device,
+    /// whose work item is cancelled before the device is freed.
     unsafe extern "C" fn work(work: *mut bindings::work_struct) {
         // SAFETY: the work item is the `work` field of a registered
         // `Device<T>` (only `register` initialises it, and it is cancelled
@@ -846,9 +848,9 @@ impl<T: Ops> VTable<T> {
 
     /// # Safety
     ///
-    /// Only called by the VFIO core through the ops tables of this module,
-    /// with pointers to a registered `Device<T>` and arguments valid for the
-    /// call.
+    /// `vfio_device_ops.dma_unmap`: `vdev` belongs to a registered
+    /// `Device<T>`; the IOMMU back-end calls it with its own locks held while
+    /// `[iova, iova + length)` is being unmapped.
     unsafe extern "C" fn dma_unmap(vdev: *mut bindings::vfio_device, iova: u64, length: u64) {
         // SAFETY: as in `open_device`.
         T::dma_unmap(unsafe { Device::<T>::from_raw(vdev) }, iova, length);
