@@ -28,6 +28,23 @@ fn range(vram_size: u64, offset: u64, len: usize) -> Result {
     }
 }
 
+/// The pieces of `[offset, offset + len)` that end at a page boundary or
+/// at the end, as `(position, bytes)`; the range is one [`range`] accepted.
+fn pieces(offset: u64, len: usize) -> impl Iterator<Item = (u64, usize)> {
+    let mut done = 0usize;
+    core::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        // Below vram_size (checked by `range`): no overflow.
+        let pos = offset + done as u64;
+        let at = (pos % VRAM_PAGE as u64) as usize;
+        let n = (VRAM_PAGE - at).min(len - done);
+        done += n;
+        Some((pos, n))
+    })
+}
+
 /// A BAR2 read: device memory is copied into the bounce buffer under
 /// the state lock `hw`, a page at a time, and out to the user after it.
 pub(crate) fn read(
@@ -39,16 +56,10 @@ pub(crate) fn read(
     let len = out.len();
     range(vram_size, offset, len)?;
     let mut bounce = bounce(len)?;
-    let mut done = 0usize;
-    while done < len {
-        // Below vram_size (checked): no overflow.
-        let pos = offset + done as u64;
-        let at = (pos % VRAM_PAGE as u64) as usize;
-        let n = (VRAM_PAGE - at).min(len - done);
+    for (pos, n) in pieces(offset, len) {
         let chunk = &mut bounce[..n];
         hw.lock().vram.read_into(pos, chunk)?;
         out.write_slice(chunk)?;
-        done += n;
     }
     Ok(())
 }
@@ -68,12 +79,7 @@ pub(crate) fn write(
     let len = input.len();
     range(vram_size, offset, len)?;
     let mut bounce = bounce(len)?;
-    let mut done = 0usize;
-    while done < len {
-        // Below vram_size (checked): no overflow.
-        let pos = offset + done as u64;
-        let at = (pos % VRAM_PAGE as u64) as usize;
-        let n = (VRAM_PAGE - at).min(len - done);
+    for (pos, n) in pieces(offset, len) {
         let chunk = &mut bounce[..n];
         input.read_slice(chunk)?;
         let mut st = hw.lock();
@@ -81,8 +87,6 @@ pub(crate) fn write(
             return Err(EBUSY);
         }
         st.vram.write_from(pos, chunk)?;
-        drop(st);
-        done += n;
     }
     Ok(())
 }
