@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What differs between the kernel releases mblit builds against, in one
-//! place (docs/kernel-releases.md).
+//! What differs between the kernel releases this layer builds against, in
+//! one place (docs/kernel-releases.md).
 //!
 //! The rest of the driver uses these items and never asks which release it
 //! is built for. Where an API exists on every supported release, this file

@@ -36,7 +36,7 @@ impl EventFd {
         // SAFETY: the context is referenced (type invariant); signalling
         // may happen from any context the driver calls this from (process
         // context or under a spinlock).
-        unsafe { bindings::mblit_eventfd_signal(self.ctx.as_ptr()) };
+        unsafe { bindings::kapi_eventfd_signal(self.ctx.as_ptr()) };
     }
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C helpers for mblit's Rust layer.
+ * C helpers for the driver's Rust layer (kapi).
  */
 #include <linux/eventfd.h>
 #include <linux/highmem.h>
@@ -14,7 +14,7 @@
 
 #include "helpers.h"
 
-void mblit_c_layout(struct mblit_c_layout *l)
+void kapi_c_layout(struct kapi_c_layout *l)
 {
 	l->vfio_device_size = sizeof(struct vfio_device);
 	l->vfio_device_ops_size = sizeof(struct vfio_device_ops);
@@ -27,31 +27,31 @@ void mblit_c_layout(struct mblit_c_layout *l)
 }
 
 /* Copies out of / into a page the engine has pinned (highmem-safe). */
-void mblit_page_read(struct page *page, size_t offset, void *dst, size_t len)
+void kapi_page_read(struct page *page, size_t offset, void *dst, size_t len)
 {
 	memcpy_from_page(dst, page, offset, len);
 }
 
-void mblit_page_write(struct page *page, size_t offset, const void *src,
+void kapi_page_write(struct page *page, size_t offset, const void *src,
 		      size_t len)
 {
 	memcpy_to_page(page, offset, src, len);
 }
 
 /* INIT_WORK is a macro with a static lock class per call site. */
-void mblit_init_work(struct work_struct *work,
+void kapi_init_work(struct work_struct *work,
 		     void (*func)(struct work_struct *work))
 {
 	INIT_WORK(work, func);
 }
 
 /* Commands can run for milliseconds: use the unbound workqueue. */
-bool mblit_queue_work(struct work_struct *work)
+bool kapi_queue_work(struct work_struct *work)
 {
 	return queue_work(system_dfl_wq, work);
 }
 
-void mblit_eventfd_signal(struct eventfd_ctx *ctx)
+void kapi_eventfd_signal(struct eventfd_ctx *ctx)
 {
 	eventfd_signal(ctx);
 }
@@ -60,23 +60,23 @@ void mblit_eventfd_signal(struct eventfd_ctx *ctx)
  * The memory cgroup of the calling task, referenced (NULL without memcg):
  * work a device does on behalf of its user in a work item is charged there.
  */
-struct mem_cgroup *mblit_memcg_of_current(void)
+struct mem_cgroup *kapi_memcg_of_current(void)
 {
 	return get_mem_cgroup_from_mm(current->mm);
 }
 
-void mblit_memcg_put(struct mem_cgroup *memcg)
+void kapi_memcg_put(struct mem_cgroup *memcg)
 {
 	mem_cgroup_put(memcg);
 }
 
 /* Charges the calling task's __GFP_ACCOUNT allocations to @memcg. */
-struct mem_cgroup *mblit_memcg_enter(struct mem_cgroup *memcg)
+struct mem_cgroup *kapi_memcg_enter(struct mem_cgroup *memcg)
 {
 	return set_active_memcg(memcg);
 }
 
-void mblit_memcg_leave(struct mem_cgroup *old)
+void kapi_memcg_leave(struct mem_cgroup *old)
 {
 	set_active_memcg(old);
 }
@@ -86,7 +86,7 @@ void mblit_memcg_leave(struct mem_cgroup *old)
  * state (DEFAULT_RATELIMIT_INTERVAL, _BURST) for all of the module's such
  * messages, so no user can flood the kernel log.
  */
-bool mblit_log_ratelimit(void)
+bool kapi_log_ratelimit(void)
 {
 	static DEFINE_RATELIMIT_STATE(rs, DEFAULT_RATELIMIT_INTERVAL,
 				      DEFAULT_RATELIMIT_BURST);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! mblit's Rust layer over the C APIs that have no upstream Rust abstraction:
-//! VFIO devices, the mdev bus, class devices.
+//! The driver's Rust layer over the C APIs that have no upstream Rust
+//! abstraction: VFIO devices, the mdev bus, class devices.
 //!
 //! Every raw pointer, C callback and bindgen type stays in here; the driver
 //! in `src/` uses only the safe types these modules export. Nothing here
@@ -23,9 +23,9 @@ use kernel::prelude::*;
 /// shared rate limit (the kernel's default interval and burst) keeps any
 /// user from flooding the kernel log.
 pub(crate) fn log_ratelimit() -> bool {
-    // SAFETY: `mblit_log_ratelimit` takes no arguments and only updates its
+    // SAFETY: `kapi_log_ratelimit` takes no arguments and only updates its
     // own static ratelimit state, under that state's lock.
-    unsafe { bindings::mblit_log_ratelimit() }
+    unsafe { bindings::kapi_log_ratelimit() }
 }
 
 /// Checks that the generated bindings agree with the C compiler about the
@@ -37,10 +37,10 @@ pub(crate) fn log_ratelimit() -> bool {
 pub(crate) fn check_layout() -> Result {
     use core::mem::{offset_of, size_of};
 
-    let mut c = bindings::mblit_c_layout::default();
-    // SAFETY: `mblit_c_layout` only writes the fields of the struct it is
+    let mut c = bindings::kapi_c_layout::default();
+    // SAFETY: `kapi_c_layout` only writes the fields of the struct it is
     // given, which is valid for writes for the duration of the call.
-    unsafe { bindings::mblit_c_layout(&mut c) };
+    unsafe { bindings::kapi_c_layout(&mut c) };
 
     let checks: [(&str, usize, usize); 8] = [
         (

@@ -212,7 +212,7 @@ impl<T: Ops> Device<T> {
         let this = raw.cast::<Device<T>>();
         // SAFETY: `work` is ours to initialise; it is cancelled before the
         // device is freed (`Registration::drop`).
-        unsafe { bindings::mblit_init_work((*this).work.get(), Some(VTable::<T>::work)) };
+        unsafe { bindings::kapi_init_work((*this).work.get(), Some(VTable::<T>::work)) };
         // SAFETY: `this` is a zeroed allocation of `Device<T>` that nobody
         // else uses yet; `data` is pinned there until `release`.
         let ret = unsafe { super::compat::init_slot((*this).data.as_mut_ptr(), init) };
@@ -265,7 +265,7 @@ impl<T: Ops> Device<T> {
     pub(crate) fn queue_work(&self) -> bool {
         // SAFETY: `work` was initialised at registration and is cancelled
         // before the device is freed.
-        unsafe { bindings::mblit_queue_work(self.work.get()) }
+        unsafe { bindings::kapi_queue_work(self.work.get()) }
     }
 
     /// Replaces the opener's memory cgroup with `memcg` (a reference the
@@ -274,7 +274,7 @@ impl<T: Ops> Device<T> {
         let old = self.memcg.swap(memcg, Ordering::AcqRel);
         // SAFETY: `old` is NULL or the reference the device held (type
         // invariant); it is no longer reachable through `memcg`.
-        unsafe { bindings::mblit_memcg_put(old) };
+        unsafe { bindings::kapi_memcg_put(old) };
     }
 
     /// Waits until the work item, if queued or running, has finished.
@@ -309,12 +309,7 @@ impl<T: Ops> Device<T> {
         if iova % kernel::page::PAGE_SIZE as u64 != 0 {
             return Err(EINVAL);
         }
-        let prot = bindings::MBLIT_IOMMU_READ
-            | if write {
-                bindings::MBLIT_IOMMU_WRITE
-            } else {
-                0
-            };
+        let prot = bindings::KAPI_IOMMU_READ | if write { bindings::KAPI_IOMMU_WRITE } else { 0 };
         let mut page: *mut bindings::page = core::ptr::null_mut();
         // SAFETY: the device is registered and opened by a user (the
         // driver pins only while it is); one page is pinned into `page`.
@@ -396,7 +391,7 @@ impl PinnedPage {
         Self::check(offset, out.len())?;
         // SAFETY: the page is pinned (type invariant) and the range is
         // inside it (checked); `out` is valid for writes of its length.
-        unsafe { bindings::mblit_page_read(self.page, offset, out.as_mut_ptr().cast(), out.len()) };
+        unsafe { bindings::kapi_page_read(self.page, offset, out.as_mut_ptr().cast(), out.len()) };
         Ok(())
     }
 
@@ -404,7 +399,7 @@ impl PinnedPage {
     pub(crate) fn write(&self, offset: usize, data: &[u8]) -> Result {
         Self::check(offset, data.len())?;
         // SAFETY: as in `read`; `data` is valid for reads.
-        unsafe { bindings::mblit_page_write(self.page, offset, data.as_ptr().cast(), data.len()) };
+        unsafe { bindings::kapi_page_write(self.page, offset, data.as_ptr().cast(), data.len()) };
         Ok(())
     }
 }
@@ -492,15 +487,15 @@ pub(crate) mod ioctl {
     use super::bindings;
 
     /// `VFIO_DEVICE_GET_INFO`.
-    pub(crate) const DEVICE_GET_INFO: u32 = bindings::MBLIT_VFIO_DEVICE_GET_INFO;
+    pub(crate) const DEVICE_GET_INFO: u32 = bindings::KAPI_VFIO_DEVICE_GET_INFO;
     /// `VFIO_DEVICE_RESET`.
-    pub(crate) const DEVICE_RESET: u32 = bindings::MBLIT_VFIO_DEVICE_RESET;
+    pub(crate) const DEVICE_RESET: u32 = bindings::KAPI_VFIO_DEVICE_RESET;
     /// `VFIO_DEVICE_GET_IRQ_INFO`.
-    pub(crate) const DEVICE_GET_IRQ_INFO: u32 = bindings::MBLIT_VFIO_DEVICE_GET_IRQ_INFO;
+    pub(crate) const DEVICE_GET_IRQ_INFO: u32 = bindings::KAPI_VFIO_DEVICE_GET_IRQ_INFO;
     /// `VFIO_DEVICE_SET_IRQS`.
-    pub(crate) const DEVICE_SET_IRQS: u32 = bindings::MBLIT_VFIO_DEVICE_SET_IRQS;
+    pub(crate) const DEVICE_SET_IRQS: u32 = bindings::KAPI_VFIO_DEVICE_SET_IRQS;
     /// `VFIO_MIG_GET_PRECOPY_INFO` (on the data file).
-    pub(crate) const MIG_GET_PRECOPY_INFO: u32 = bindings::MBLIT_VFIO_MIG_GET_PRECOPY_INFO;
+    pub(crate) const MIG_GET_PRECOPY_INFO: u32 = bindings::KAPI_VFIO_MIG_GET_PRECOPY_INFO;
 }
 
 /// uAPI flag and count values a driver reports.
@@ -559,9 +554,9 @@ pub(crate) mod uapi {
     /// `VFIO_MIGRATION_PRE_COPY`.
     pub(crate) const MIGRATION_PRE_COPY: u32 = bindings::VFIO_MIGRATION_PRE_COPY;
     /// `EPOLLIN | EPOLLRDNORM`.
-    pub(crate) const POLL_IN: u32 = bindings::MBLIT_EPOLLIN;
+    pub(crate) const POLL_IN: u32 = bindings::KAPI_EPOLLIN;
     /// `EPOLLOUT | EPOLLWRNORM`.
-    pub(crate) const POLL_OUT: u32 = bindings::MBLIT_EPOLLOUT;
+    pub(crate) const POLL_OUT: u32 = bindings::KAPI_EPOLLOUT;
     /// `VFIO_PCI_NUM_IRQS`.
     pub(crate) const PCI_NUM_IRQS: u32 = bindings::VFIO_PCI_NUM_IRQS;
     /// `VFIO_PCI_INTX_IRQ_INDEX`.

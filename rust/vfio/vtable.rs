@@ -63,7 +63,7 @@ impl<T: Ops> VTable<T> {
         let dev = unsafe { Device::<T>::from_raw(vdev) };
         // SAFETY: takes a reference to the caller's memory cgroup (or
         // returns NULL), which `set_memcg` keeps until close.
-        dev.set_memcg(unsafe { bindings::mblit_memcg_of_current() });
+        dev.set_memcg(unsafe { bindings::kapi_memcg_of_current() });
         let ret = from_result(|| T::open(dev).map(|()| 0));
         if ret != 0 {
             dev.set_memcg(core::ptr::null_mut());
@@ -375,10 +375,10 @@ impl<T: Ops> VTable<T> {
         // SAFETY: `memcg` is NULL or referenced until the device is closed,
         // which flushes this work item first; the previous active memcg is
         // restored below, on the same task.
-        let old = unsafe { bindings::mblit_memcg_enter(memcg) };
+        let old = unsafe { bindings::kapi_memcg_enter(memcg) };
         T::work(dev);
-        // SAFETY: restores what `mblit_memcg_enter` returned.
-        unsafe { bindings::mblit_memcg_leave(old) };
+        // SAFETY: restores what `kapi_memcg_enter` returned.
+        unsafe { bindings::kapi_memcg_leave(old) };
     }
 
     /// # Safety
