@@ -87,7 +87,7 @@ use crate::{
         types::TYPES,
     },
     migration::{self, Host as _, Migration},
-    pins::{EngineError, PinTracker},
+    pins::{EngineError, PinTracker, GUEST_PAGE},
     state_region::{self, StateRegion},
     streams,
     vram::Vram,
@@ -597,9 +597,8 @@ impl vfio::Ops for MblitDevice {
         length: u64,
         dirty: &mut IovaBitmap<'_>,
     ) -> Result {
-        let page = kernel::page::PAGE_SIZE as u64;
         dev.log
             .lock()
-            .read_and_clear(iova, length, |p| dirty.set(p, page))
+            .read_and_clear(iova, length, |p| dirty.set(p, GUEST_PAGE))
     }
 }

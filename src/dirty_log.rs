@@ -4,10 +4,9 @@
 //! pages the engine wrote, inside the ranges the user asked for, since
 //! logging started or the last report.
 
+// The granule the engine pins, writes and logs at.
+use crate::pins::GUEST_PAGE as LOG_PAGE;
 use kernel::prelude::*;
-
-/// Granule the engine writes and logs at.
-const LOG_PAGE: u64 = kernel::page::PAGE_SIZE as u64;
 
 /// Most 4 KiB pages all ranges together may cover (1 TiB of IOVA space):
 /// bounds the bitmaps a user can make the driver allocate (32 MiB).

@@ -15,7 +15,7 @@ use crate::{
         desc::{self, Addr, Command, RawDesc, Ring, DESC_SIZE},
         regs::ErrorCode,
     },
-    pins::{CommandPins, EngineError, PinTracker, GUEST_PAGE},
+    pins::{Access, CommandPins, EngineError, PinTracker, GUEST_PAGE},
 };
 use core::marker::PhantomData;
 use kernel::prelude::*;
@@ -188,17 +188,15 @@ impl<T: Host> Engine<T> {
         out: &mut [u8],
         what: Read,
     ) -> core::result::Result<(), EngineError> {
-        let ring = what == Read::Descriptor;
-        let fault = if ring {
-            ErrorCode::RingFetch
-        } else {
-            ErrorCode::IovaFault
+        let fault = match what {
+            Read::Descriptor => ErrorCode::RingFetch,
+            Read::Data => ErrorCode::IovaFault,
         };
         let mut done = 0;
         for piece in Self::pieces(iova, out.len(), fault) {
             let (addr, at, n) = piece?;
             let pinned = pins.len();
-            let page = pins.page(addr - at as u64, false, ring)?;
+            let page = pins.page(addr - at as u64, Access::Read, fault)?;
             page.read(at, &mut out[done..done + n])
                 .map_err(|_| (ErrorCode::IovaFault, addr))?;
             if pins.len() != pinned {
@@ -223,7 +221,7 @@ impl<T: Host> Engine<T> {
             let (addr, at, n) = piece?;
             let page_iova = addr - at as u64;
             let pinned = pins.len();
-            let page = pins.page(page_iova, true, false)?;
+            let page = pins.page(page_iova, Access::Write, ErrorCode::IovaFault)?;
             page.write(at, &data[done..done + n])
                 .map_err(|_| (ErrorCode::IovaFault, addr))?;
             if pins.len() != pinned {

@@ -44,6 +44,15 @@ use kernel::{
 /// Guest page size the engine pins at.
 pub(crate) const GUEST_PAGE: u64 = kernel::page::PAGE_SIZE as u64;
 
+/// What the engine does with a guest page it asks [`CommandPins::page`] for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Reads it: a descriptor or a source (pinned read-only).
+    Read,
+    /// Writes it: a destination or a FENCE target (pinned writable).
+    Write,
+}
+
 /// An engine error: code and `ERR_ADDR`.
 pub(crate) type EngineError = (ErrorCode, u64);
 
@@ -182,20 +191,16 @@ impl<'a, T: Ops> CommandPins<'a, T> {
         }
     }
 
-    /// The pinned page at `page_iova` with at least the access wanted,
-    /// pinning it if needed. `ring`: a descriptor fetch (its errors are
-    /// `ERR_RING_FETCH`).
+    /// The pinned page at `page_iova` with at least `access`, pinning it
+    /// if needed. A page that cannot be pinned is reported as `fault`
+    /// (`ERR_RING_FETCH` for a descriptor, `ERR_IOVA_FAULT` otherwise).
     pub(crate) fn page(
         &mut self,
         page_iova: u64,
-        write: bool,
-        ring: bool,
+        access: Access,
+        fault: ErrorCode,
     ) -> Result<&PinnedPage, EngineError> {
-        let fault = if ring {
-            ErrorCode::RingFetch
-        } else {
-            ErrorCode::IovaFault
-        };
+        let write = access == Access::Write;
         {
             let mut st = self.tracker.inner.lock();
             if let Some(start) = st.abort {
