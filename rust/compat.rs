@@ -6,7 +6,7 @@
 //! The rest of the driver uses these items and never asks which release it
 //! is built for. Where an API exists on every supported release, this file
 //! uses it and needs no switch; where it does not, `Kbuild` probes the
-//! target kernel's own Rust sources and passes a `--cfg mblit_*` flag, so a
+//! target kernel's own Rust sources and passes a `--cfg kapi_*` flag, so a
 //! new release that keeps an API needs no change here.
 
 use kernel::{error::Error, prelude::*};
@@ -64,11 +64,11 @@ pub(crate) fn param<T: Copy>(value: impl ParamValue<T>) -> T {
 ///
 /// 7.3's `module!` provides it through `ModuleMetadata::THIS_MODULE` and
 /// `kernel::module::this_module`; 7.2's as a `THIS_MODULE` static at the
-/// crate root. `Kbuild` sets `mblit_module_metadata` for the former.
+/// crate root. `Kbuild` sets `kapi_module_metadata` for the former.
 pub(crate) const fn this_module_ptr() -> *mut bindings::module {
-    #[cfg(mblit_module_metadata)]
+    #[cfg(kapi_module_metadata)]
     let m = kernel::module::this_module::<crate::LocalModule>();
-    #[cfg(not(mblit_module_metadata))]
+    #[cfg(not(kapi_module_metadata))]
     let m = &crate::THIS_MODULE;
     m.as_ptr()
 }
@@ -77,7 +77,7 @@ pub(crate) const fn this_module_ptr() -> *mut bindings::module {
 ///
 /// 7.3's `pin_init` has `raw_try_init` (and renamed the trait method it
 /// calls); 7.2's has only `PinInit::__pinned_init`. `Kbuild` sets
-/// `mblit_raw_try_init` when the target's `pin_init` has the former.
+/// `kapi_raw_try_init` when the target's `pin_init` has the former.
 ///
 /// # Safety
 ///
@@ -85,10 +85,10 @@ pub(crate) const fn this_module_ptr() -> *mut bindings::module {
 /// its value is dropped; on `Err` the caller does not touch it again, only
 /// frees it.
 pub(crate) unsafe fn init_slot<T, E>(slot: *mut T, init: impl PinInit<T, E>) -> Result<(), E> {
-    #[cfg(mblit_raw_try_init)]
+    #[cfg(kapi_raw_try_init)]
     // SAFETY: this function's own contract is `raw_try_init`'s.
     let ret = unsafe { pin_init::raw_try_init(slot, init) };
-    #[cfg(not(mblit_raw_try_init))]
+    #[cfg(not(kapi_raw_try_init))]
     // SAFETY: this function's own contract is `__pinned_init`'s.
     let ret = unsafe { init.__pinned_init(slot) };
     ret
