@@ -14,6 +14,20 @@ use kernel::{
     uaccess::UserSlice,
 };
 
+/// `Some(f)` when the driver implements the operation (`has`, a `HAS_*`
+/// constant of its `#[vtable]`), `None` otherwise, which the C core treats
+/// as not implemented. A macro, not a `const fn`, so that `f` coerces to the
+/// table field's function-pointer type.
+macro_rules! optional_op {
+    ($has:expr, $f:expr) => {
+        if $has {
+            Some($f)
+        } else {
+            None
+        }
+    };
+}
+
 /// The ops tables of driver `T`.
 pub(super) struct VTable<T: Ops>(PhantomData<T>);
 
@@ -199,21 +213,9 @@ impl<T: Ops> VTable<T> {
 
     /// Installed only if `T` implements the migration operations.
     pub(super) const MIG_OPS: bindings::vfio_migration_ops = bindings::vfio_migration_ops {
-        migration_set_state: if T::HAS_MIG_SET_STATE {
-            Some(Self::mig_set_state)
-        } else {
-            None
-        },
-        migration_get_state: if T::HAS_MIG_GET_STATE {
-            Some(Self::mig_get_state)
-        } else {
-            None
-        },
-        migration_get_data_size: if T::HAS_MIG_DATA_SIZE {
-            Some(Self::mig_get_data_size)
-        } else {
-            None
-        },
+        migration_set_state: optional_op!(T::HAS_MIG_SET_STATE, Self::mig_set_state),
+        migration_get_state: optional_op!(T::HAS_MIG_GET_STATE, Self::mig_get_state),
+        migration_get_data_size: optional_op!(T::HAS_MIG_DATA_SIZE, Self::mig_get_data_size),
     };
 
     /// # Safety
@@ -274,21 +276,9 @@ impl<T: Ops> VTable<T> {
 
     /// Installed only if `T` implements the DMA logging operations.
     pub(super) const LOG_OPS: bindings::vfio_log_ops = bindings::vfio_log_ops {
-        log_start: if T::HAS_LOG_START {
-            Some(Self::log_start)
-        } else {
-            None
-        },
-        log_stop: if T::HAS_LOG_STOP {
-            Some(Self::log_stop)
-        } else {
-            None
-        },
-        log_read_and_clear: if T::HAS_LOG_READ_AND_CLEAR {
-            Some(Self::log_read_and_clear)
-        } else {
-            None
-        },
+        log_start: optional_op!(T::HAS_LOG_START, Self::log_start),
+        log_stop: optional_op!(T::HAS_LOG_STOP, Self::log_stop),
+        log_read_and_clear: optional_op!(T::HAS_LOG_READ_AND_CLEAR, Self::log_read_and_clear),
     };
 
     /// # Safety
