@@ -10,8 +10,8 @@ use super::bindings;
 /// `crc32_le()`: the reflected IEEE 802.3 CRC32 register `crc` advanced
 /// over `data`, with no inversion before or after (the caller's
 /// convention decides those). Used only when the module is built
-/// with `MBLIT_KERNEL_CRC=y` (Kbuild).
-#[cfg_attr(not(mblit_kernel_crc), allow(dead_code))]
+/// with `--cfg kernel_crc32`.
+#[cfg_attr(not(kernel_crc32), allow(dead_code))]
 pub(crate) fn crc32_le(crc: u32, data: &[u8]) -> u32 {
     // SAFETY: `data` is a live slice, so its `data.len()` bytes at
     // `data.as_ptr()` are readable for the duration of the call;

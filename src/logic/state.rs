@@ -302,10 +302,10 @@ impl Crc32 {
 
 /// The CRC register `c` advanced over `data`: portable slicing-by-8, what
 /// the module uses unless it is built with `MBLIT_KERNEL_CRC=y` (Kbuild
-/// sets `cfg(mblit_kernel_crc)`: the kernel's `crc32_le()`, measured
+/// sets `cfg(kernel_crc32)`: the kernel's `crc32_le()`, measured
 /// slower in the benchmark VM; docs/benchmarks.md). The host tests check
 /// this one against a bitwise reference.
-#[cfg_attr(mblit_kernel_crc, allow(dead_code))]
+#[cfg_attr(kernel_crc32, allow(dead_code))]
 fn soft_update(mut c: u32, data: &[u8]) -> u32 {
     let t = &CRC_TABLES;
     let mut words = data.chunks_exact(8);
@@ -328,12 +328,12 @@ fn soft_update(mut c: u32, data: &[u8]) -> u32 {
     c
 }
 
-#[cfg(not(mblit_kernel_crc))]
+#[cfg(not(kernel_crc32))]
 fn crc_update(c: u32, data: &[u8]) -> u32 {
     soft_update(c, data)
 }
 
-#[cfg(mblit_kernel_crc)]
+#[cfg(kernel_crc32)]
 fn crc_update(c: u32, data: &[u8]) -> u32 {
     crate::kapi::crc::crc32_le(c, data)
 }
