@@ -48,8 +48,9 @@
 //!   and chunk and by `dma_unmap`, which the IOMMU back-end calls with its
 //!   own locks ordered before it (type1: `device_list_lock`). Never held
 //!   together with any other lock of the device.
-//! - `log` (a mutex over [`DirtyLog`]): DMA logging; taken alone (the
-//!   engine takes it after writing a guest page, with no other lock held).
+//! - `log` ([`DirtyLog`]'s own mutex, `dirty_log.rs`): DMA logging; taken
+//!   alone (the engine takes it after writing a guest page, with no other
+//!   lock held).
 //! - `counters` (`Counters`): atomics, and a mutex over the debugfs
 //!   directory taken alone, only to remove it.
 //!
@@ -150,10 +151,9 @@ pub(crate) struct MblitDevice {
     /// The DEVICE_STATE region; its lock is lock 4 of # Locks.
     #[pin]
     state_region: StateRegion,
-    /// DMA logging: the ranges being logged and the pages written in them;
-    /// taken alone.
+    /// DMA logging; its lock is taken alone (# Locks).
     #[pin]
-    log: Mutex<DirtyLog>,
+    log: DirtyLog,
 }
 
 impl MblitDevice {
@@ -183,7 +183,7 @@ impl MblitDevice {
             state_region <- StateRegion::new(state::max_encoded_len(
                 ty.map_or(0, |t| t.vram_bytes())
             )),
-            log <- new_mutex!(DirtyLog::default(), "mblit_log"),
+            log <- DirtyLog::new(),
         })
         .pin_chain(move |this| {
             this.counters.set(C_BUDGET, u64::from(pin_budget));
@@ -208,7 +208,7 @@ impl MblitDevice {
         let new_user = scope == Reset::NewUser;
         Migration::reset(&**dev);
         if new_user {
-            dev.log.lock().stop();
+            dev.log.stop();
         }
         dev.state.lock().regs.set(Reg::Ctrl, 0);
         Self::quiesce(dev);
@@ -291,7 +291,7 @@ impl engine::Host for MblitDevice {
     }
 
     fn log_write(&self, page_iova: u64) {
-        self.log.lock().mark(page_iova);
+        self.log.mark(page_iova);
     }
 
     fn vram_read(&self, offset: u64, out: &mut [u8]) -> Result {
@@ -435,7 +435,7 @@ impl vfio::Ops for MblitDevice {
         // budget that the parent now returns is really free, and let stale
         // files fail.
         dev.migration.end_streams();
-        dev.log.lock().stop();
+        dev.log.stop();
         {
             let mut st = dev.state.lock();
             st.vram.release();
@@ -583,11 +583,11 @@ impl vfio::Ops for MblitDevice {
     }
 
     fn log_start(dev: &Device<Self>, ranges: &[(u64, u64)], page_size: &mut u64) -> Result {
-        dev.log.lock().start(ranges, page_size)
+        dev.log.start(ranges, page_size)
     }
 
     fn log_stop(dev: &Device<Self>) -> Result {
-        dev.log.lock().stop();
+        dev.log.stop();
         Ok(())
     }
 
@@ -598,7 +598,6 @@ impl vfio::Ops for MblitDevice {
         dirty: &mut IovaBitmap<'_>,
     ) -> Result {
         dev.log
-            .lock()
             .read_and_clear(iova, length, |p| dirty.set(p, GUEST_PAGE))
     }
 }

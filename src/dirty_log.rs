@@ -3,10 +3,14 @@
 //! Device DMA logging (`vfio_log_ops`, docs/dirty-tracking.md): the guest
 //! pages the engine wrote, inside the ranges the user asked for, since
 //! logging started or the last report.
+//!
+//! [`DirtyLog`] owns its lock, which it takes alone: no other lock of the
+//! device is held while it is held, and it holds no other (device.rs,
+//! `# Locks`).
 
 // The granule the engine pins, writes and logs at.
 use crate::pins::GUEST_PAGE as LOG_PAGE;
-use kernel::prelude::*;
+use kernel::{new_mutex, prelude::*, sync::Mutex};
 
 /// Most 4 KiB pages all ranges together may cover (1 TiB of IOVA space):
 /// bounds the bitmaps a user can make the driver allocate (32 MiB).
@@ -19,17 +23,57 @@ struct Range {
     bits: KVVec<u64>,
 }
 
-/// The DMA log, guarded by the device's log lock.
+/// What the log's lock guards.
 #[derive(Default)]
-pub(crate) struct DirtyLog {
+struct Inner {
+    /// The ranges being logged, each with its bitmap.
     ranges: KVec<Range>,
+    /// Logging was started and not stopped since.
     active: bool,
 }
 
+/// The device's DMA log.
+#[pin_data]
+pub(crate) struct DirtyLog {
+    /// The ranges and their bitmaps, and whether logging is on.
+    #[pin]
+    inner: Mutex<Inner>,
+}
+
 impl DirtyLog {
+    /// An inactive log.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            inner <- new_mutex!(Inner::default(), "mblit_dirty_log"),
+        })
+    }
+
     /// Starts logging writes to `ranges` (`(first, last)` IOVAs, already
-    /// checked by the VFIO core for alignment and overlap).
-    pub(crate) fn start(&mut self, ranges: &[(u64, u64)], page_size: &mut u64) -> Result {
+    /// checked by the VFIO core for alignment and overlap); `EBUSY` if it
+    /// is already on.
+    pub(crate) fn start(&self, ranges: &[(u64, u64)], page_size: &mut u64) -> Result {
+        self.inner.lock().start(ranges, page_size)
+    }
+
+    /// Stops logging and forgets everything.
+    pub(crate) fn stop(&self) {
+        self.inner.lock().stop();
+    }
+
+    /// The engine wrote guest page `page_iova`.
+    pub(crate) fn mark(&self, page_iova: u64) {
+        self.inner.lock().mark(page_iova);
+    }
+
+    /// Calls `report(iova)` for every logged page in `[iova, iova +
+    /// length)` and forgets it; `EINVAL` if logging is off.
+    pub(crate) fn read_and_clear(&self, iova: u64, length: u64, report: impl FnMut(u64)) -> Result {
+        self.inner.lock().read_and_clear(iova, length, report)
+    }
+}
+
+impl Inner {
+    fn start(&mut self, ranges: &[(u64, u64)], page_size: &mut u64) -> Result {
         if self.active {
             return Err(EBUSY);
         }
@@ -69,14 +113,12 @@ impl DirtyLog {
         Ok(())
     }
 
-    /// Stops logging and forgets everything.
-    pub(crate) fn stop(&mut self) {
+    fn stop(&mut self) {
         self.ranges = KVec::new();
         self.active = false;
     }
 
-    /// The engine wrote guest page `page_iova`.
-    pub(crate) fn mark(&mut self, page_iova: u64) {
+    fn mark(&mut self, page_iova: u64) {
         // A test build (Kbuild `MBLIT_BROKEN_DIRTY_LOG=y`, for make e2e's
         // negative run only) logs nothing, to show that a lost page fails
         // the end-to-end check.
@@ -97,14 +139,7 @@ impl DirtyLog {
         }
     }
 
-    /// Calls `report(iova)` for every logged page in `[iova, iova +
-    /// length)` and forgets it.
-    pub(crate) fn read_and_clear(
-        &mut self,
-        iova: u64,
-        length: u64,
-        mut report: impl FnMut(u64),
-    ) -> Result {
+    fn read_and_clear(&mut self, iova: u64, length: u64, mut report: impl FnMut(u64)) -> Result {
         if !self.active {
             return Err(EINVAL);
         }
