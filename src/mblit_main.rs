@@ -6,43 +6,32 @@
 //! device-memory size (see [`logic::types`]); every mdev created under it is
 //! a VFIO device (see `device.rs`).
 
-use kernel::prelude::*;
-
 // The driver is safe Rust: all FFI and raw-pointer code lives in `kapi`
 // (rust/), behind the safe types it exports; the compiler holds every other
 // module to that.
-#[deny(unsafe_code)]
+#![deny(unsafe_code)]
+
+use kernel::prelude::*;
+
 mod bar2;
-#[deny(unsafe_code)]
 mod device;
-#[deny(unsafe_code)]
 mod dirty_log;
-#[deny(unsafe_code)]
 mod engine;
-#[deny(unsafe_code)]
 mod hw;
-#[deny(unsafe_code)]
 mod irq;
+#[allow(unsafe_code)]
 #[path = "../rust/mod.rs"]
 mod kapi;
 // The `pub` items of `logic` are the host crate's API (src/logic/lib.rs,
 // used by tests/ and fuzz/); in the module they are crate-visible only.
 #[allow(unreachable_pub)]
-#[deny(unsafe_code)]
 mod logic;
-#[deny(unsafe_code)]
 mod migration;
-#[deny(unsafe_code)]
 mod parent;
-#[deny(unsafe_code)]
 mod pins;
-#[deny(unsafe_code)]
 mod state_region;
-#[deny(unsafe_code)]
 mod streams;
-#[deny(unsafe_code)]
 mod uapi_check;
-#[deny(unsafe_code)]
 mod vram;
 
 use kapi::{class::ClassDevice, mdev};
