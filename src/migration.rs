@@ -162,14 +162,7 @@ impl<T: Host> Migration<T> {
                 mig.save = Some(s);
                 dev.set_v2_state(to);
             }
-            (StopCopy, Stop) => {
-                mig.end_streams();
-                dev.with_vram_mut(|v| {
-                    v.stop_tracking();
-                    Ok(())
-                })?;
-                dev.set_v2_state(to);
-            }
+            (StopCopy, Stop) => Self::end_save(dev, mig, to),
             (Stop, Resuming) => {
                 let r = ResumeStream::new(dev)?;
                 file = Some(DataFile::new(r.clone(), Direction::Write)?);
@@ -203,14 +196,7 @@ impl<T: Host> Migration<T> {
                 mig.save = Some(s);
                 dev.set_v2_state(to);
             }
-            (PreCopy, Running) | (PreCopyP2p, RunningP2p) => {
-                mig.end_streams();
-                dev.with_vram_mut(|v| {
-                    v.stop_tracking();
-                    Ok(())
-                })?;
-                dev.set_v2_state(to);
-            }
+            (PreCopy, Running) | (PreCopyP2p, RunningP2p) => Self::end_save(dev, mig, to),
             (PreCopyP2p, StopCopy) => {
                 dev.set_v2_state(to);
                 mig.save.as_ref().ok_or(EINVAL)?.stop()?;
@@ -233,12 +219,19 @@ impl<T: Host> Migration<T> {
     /// Reset or close: back to RUNNING with no migration file working.
     pub(crate) fn reset(dev: &T) {
         let mut mig = dev.migration().streams.lock();
+        Self::end_save(dev, &mut mig, MigState::Running);
+    }
+
+    /// Leaves a saving state for `to`: the streams end (their files fail
+    /// from now on) and device memory stops tracking changed pages.
+    fn end_save(dev: &T, mig: &mut Streams<T>, to: MigState) {
         mig.end_streams();
+        // The closure cannot fail, so neither can this.
         let _ = dev.with_vram_mut(|v| {
             v.stop_tracking();
             Ok(())
         });
-        dev.set_v2_state(MigState::Running);
+        dev.set_v2_state(to);
     }
 }
 
