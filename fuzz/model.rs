@@ -2,7 +2,7 @@
 
 //! The reference side of the state-format properties: the layout and the
 //! validation rules of docs/migration.md §1 written out again from the
-//! document (not from `src/logic/state.rs`), a raw record model that can
+//! document (not from `src/logic/state/`), a raw record model that can
 //! hold any field value, an encoder for it, the result the decoder must give
 //! for it, and the strategies that generate models.
 //!
