@@ -6,7 +6,7 @@
 //! arithmetic.
 
 use super::regs::{ErrorCode, RING_ALIGN, RING_SIZE_MAX};
-use super::uapi::uapi_consts;
+use super::uapi::{code_enum, uapi_consts};
 
 uapi_consts! {
     /// The shared constants of this module, by C name.
@@ -54,33 +54,19 @@ uapi_consts! {
 /// One descriptor as it lies in guest memory (little-endian).
 pub type RawDesc = [u8; DESC_SIZE as usize];
 
-/// A descriptor's opcode: the `OP_*` values as a type, so that every match
-/// on an opcode is exhaustive and a new one must be handled everywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Opcode {
-    /// [`OP_NOP`].
-    Nop = OP_NOP,
-    /// [`OP_FILL`].
-    Fill = OP_FILL,
-    /// [`OP_COPY`].
-    Copy = OP_COPY,
-    /// [`OP_FENCE`].
-    Fence = OP_FENCE,
-}
-
-impl TryFrom<u8> for Opcode {
-    /// The unknown opcode.
-    type Error = u8;
-
-    fn try_from(op: u8) -> Result<Self, u8> {
-        match op {
-            OP_NOP => Ok(Self::Nop),
-            OP_FILL => Ok(Self::Fill),
-            OP_COPY => Ok(Self::Copy),
-            OP_FENCE => Ok(Self::Fence),
-            other => Err(other),
-        }
+code_enum! {
+    /// A descriptor's opcode: the `OP_*` values as a type, so that every
+    /// match on an opcode is exhaustive and a new one must be handled
+    /// everywhere.
+    pub enum Opcode {
+        /// [`OP_NOP`].
+        Nop = OP_NOP,
+        /// [`OP_FILL`].
+        Fill = OP_FILL,
+        /// [`OP_COPY`].
+        Copy = OP_COPY,
+        /// [`OP_FENCE`].
+        Fence = OP_FENCE,
     }
 }
 

@@ -10,7 +10,7 @@
 //! the region handler answers with `EINVAL`. Side effects (doorbell, reset,
 //! interrupt acknowledge) are the caller's: this module only computes values.
 
-use super::uapi::uapi_consts;
+use super::uapi::{code_enum, uapi_consts};
 
 uapi_consts! {
     /// The shared constants of this module other than the register map's,
@@ -218,62 +218,42 @@ registers! {
     Scratch3: REG_SCRATCH3 = 0x078, u64, Rw(u64::MAX), widths W1 | W2;
 }
 
-/// A device error, as reported in `STATUS` bits 15:8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ErrorCode {
-    /// [`ERR_BAD_OPCODE`].
-    BadOpcode = ERR_BAD_OPCODE,
-    /// [`ERR_RESERVED`].
-    Reserved = ERR_RESERVED,
-    /// [`ERR_BAD_LEN`].
-    BadLen = ERR_BAD_LEN,
-    /// [`ERR_BAD_ALIGN`].
-    BadAlign = ERR_BAD_ALIGN,
-    /// [`ERR_OVERLAP`].
-    Overlap = ERR_OVERLAP,
-    /// [`ERR_DEV_RANGE`].
-    DevRange = ERR_DEV_RANGE,
-    /// [`ERR_IOVA_FAULT`].
-    IovaFault = ERR_IOVA_FAULT,
-    /// [`ERR_RING_FETCH`].
-    RingFetch = ERR_RING_FETCH,
-    /// [`ERR_RING_CONFIG`].
-    RingConfig = ERR_RING_CONFIG,
-    /// [`ERR_BAD_TAIL`].
-    BadTail = ERR_BAD_TAIL,
-    /// [`ERR_PIN_BUDGET`].
-    PinBudget = ERR_PIN_BUDGET,
-    /// [`ERR_UNMAPPED`].
-    Unmapped = ERR_UNMAPPED,
+code_enum! {
+    /// A device error, as reported in `STATUS` bits 15:8 (in numeric
+    /// order, as `ALL` lists them).
+    pub enum ErrorCode {
+        /// [`ERR_BAD_OPCODE`].
+        BadOpcode = ERR_BAD_OPCODE,
+        /// [`ERR_RESERVED`].
+        Reserved = ERR_RESERVED,
+        /// [`ERR_BAD_LEN`].
+        BadLen = ERR_BAD_LEN,
+        /// [`ERR_BAD_ALIGN`].
+        BadAlign = ERR_BAD_ALIGN,
+        /// [`ERR_OVERLAP`].
+        Overlap = ERR_OVERLAP,
+        /// [`ERR_DEV_RANGE`].
+        DevRange = ERR_DEV_RANGE,
+        /// [`ERR_IOVA_FAULT`].
+        IovaFault = ERR_IOVA_FAULT,
+        /// [`ERR_RING_FETCH`].
+        RingFetch = ERR_RING_FETCH,
+        /// [`ERR_RING_CONFIG`].
+        RingConfig = ERR_RING_CONFIG,
+        /// [`ERR_BAD_TAIL`].
+        BadTail = ERR_BAD_TAIL,
+        /// [`ERR_PIN_BUDGET`].
+        PinBudget = ERR_PIN_BUDGET,
+        /// [`ERR_UNMAPPED`].
+        Unmapped = ERR_UNMAPPED,
+    }
 }
 
 impl ErrorCode {
-    /// Every error code, in numeric order.
-    pub const ALL: [ErrorCode; 12] = [
-        ErrorCode::BadOpcode,
-        ErrorCode::Reserved,
-        ErrorCode::BadLen,
-        ErrorCode::BadAlign,
-        ErrorCode::Overlap,
-        ErrorCode::DevRange,
-        ErrorCode::IovaFault,
-        ErrorCode::RingFetch,
-        ErrorCode::RingConfig,
-        ErrorCode::BadTail,
-        ErrorCode::PinBudget,
-        ErrorCode::Unmapped,
-    ];
-
-    /// The code's numeric value.
-    pub const fn code(self) -> u8 {
-        self as u8
-    }
-
     /// The error code with value `code`, if there is one (for restoring a
     /// saved `STATUS`).
     pub fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.iter().copied().find(|e| e.code() == code)
+        Self::try_from(code).ok()
     }
 }
 

@@ -39,6 +39,51 @@ macro_rules! uapi_consts {
 }
 pub(crate) use uapi_consts;
 
+/// Declares a `#[repr(u8)]` enum of codes shared with C (each variant's
+/// value one of the module's `uapi_consts!`), with everything a code
+/// needs generated from the one list: `ALL` (every variant, in
+/// declaration order), `code()` and `TryFrom<u8>` (whose error is the
+/// unknown code). A new variant is then known to the decoder without
+/// another edit, and every `match` on the enum must handle it.
+macro_rules! code_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $value:ident, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant = $value, )*
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: [$name; [$(stringify!($variant)),*].len()] = [$($name::$variant),*];
+
+            /// The numeric code.
+            pub const fn code(self) -> u8 {
+                self as u8
+            }
+        }
+
+        impl TryFrom<u8> for $name {
+            /// The unknown code.
+            type Error = u8;
+
+            fn try_from(code: u8) -> Result<Self, u8> {
+                match code {
+                    $( $value => Ok(Self::$variant), )*
+                    other => Err(other),
+                }
+            }
+        }
+    };
+}
+pub(crate) use code_enum;
+
 /// Every table of constants shared with C, one per module.
 #[cfg(test)]
 pub const TABLES: &[&[(&str, u64)]] = &[
