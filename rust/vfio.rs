@@ -191,11 +191,7 @@ impl<T: Ops> Device<T> {
             let log = T::HAS_LOG_START;
             assert!(log == T::HAS_LOG_STOP && log == T::HAS_LOG_READ_AND_CLEAR);
         }
-        // `kernel::device::Device` is a transparent wrapper of the C
-        // struct, so its address is the `struct device`'s.
-        let parent = core::ptr::from_ref(parent)
-            .cast_mut()
-            .cast::<bindings::device>();
+        let parent = super::device_ptr(parent);
         // SAFETY: the size covers `Device<T>`, whose first field is the
         // vfio_device; `parent` is a live device for the whole call (it is
         // borrowed), and once the VFIO device is registered below the

@@ -47,6 +47,8 @@ impl mdev::Driver for Parent {
 
     const NAME: &'static CStr = c"mblit";
 
+    const DEVICE_API: mdev::DeviceApi = mdev::DeviceApi::Pci;
+
     const TYPE_COUNT: usize = TYPES.len();
 
     fn type_names(type_index: usize) -> (&'static CStr, &'static CStr) {
