@@ -74,7 +74,7 @@ use crate::{
     irq,
     kapi::{
         datafile::DataFile,
-        debugfs::{Counters, Dir},
+        debugfs::Counters,
         vfio::{self, ioctl, uapi, Device, DeviceInfo, IovaBitmap, RegionInfo},
     },
     logic::{
@@ -93,6 +93,7 @@ use crate::{
     vram::Vram,
 };
 use kernel::{
+    debugfs::Dir,
     new_mutex,
     prelude::*,
     sync::Mutex,
