@@ -12,7 +12,6 @@
 #include <linux/mdev.h>
 #include <linux/iommufd.h>
 #include <linux/eventfd.h>
-#include <linux/debugfs.h>
 #include <linux/workqueue.h>
 #include <linux/anon_inodes.h>
 #include <linux/fs.h>

@@ -7,7 +7,7 @@
 //! `/sys/class/<name>/<name>/mdev_supported_types/<name>-<type>` layout (the
 //! same shape as the `mtty` sample's).
 
-use super::bindings;
+use super::{bindings, mdev::Parent};
 use core::ptr::{null_mut, NonNull};
 use kernel::{error::from_err_ptr, prelude::*};
 
@@ -55,10 +55,13 @@ impl ClassDevice {
         // INVARIANT: both were registered above.
         Ok(Self { class, dev })
     }
+}
 
-    /// The raw device, for registering it as an mdev parent.
-    pub(crate) fn as_raw(&self) -> *mut bindings::device {
-        self.dev.as_ptr()
+impl Parent for ClassDevice {
+    fn device(&self) -> &kernel::device::Device {
+        // SAFETY: `dev` is registered, and so referenced, until `drop`
+        // (type invariant), which the `&self` borrow excludes.
+        unsafe { kernel::device::Device::from_raw(self.dev.as_ptr()) }
     }
 }
 

@@ -1,63 +1,37 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Read-only debugfs counters: a directory of `u64` files, each showing
-//! one counter the directory owns.
+//! one counter, built on the kernel crate's [`kernel::debugfs`].
 //!
-//! C header: [`include/linux/debugfs.h`](srctree/include/linux/debugfs.h).
+//! Each file reads as the counter in decimal and a newline (what the C
+//! `debugfs_create_u64()` shows), mode 0400 (`kernel::debugfs`'s mode for
+//! read-only files). The directory can be removed before the counters go
+//! away ([`Counters::remove`]: an object that outlives its name, so that a
+//! new one can take the name): `kernel::debugfs` removes a directory only
+//! with the data it owns (a [`Scope`]), so the scope owns a reference to
+//! the counters and [`Counters`] another.
 
-use super::bindings;
-use core::{
-    ptr::null_mut,
-    sync::atomic::{AtomicU64, Ordering},
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{
+    debugfs::{Dir, Scope},
+    fmt, new_mutex,
+    prelude::*,
+    sync::{Arc, Mutex},
 };
-use kernel::{new_mutex, prelude::*, sync::Mutex};
 
-/// A debugfs directory (removed with its contents on drop). Creation never
-/// fails: without debugfs the directory is simply absent, as the C API
-/// intends.
-pub(crate) struct Dir {
-    dentry: *mut bindings::dentry,
-}
-
-impl Dir {
-    /// Creates `name` under `parent` (the debugfs root when `None`).
-    pub(crate) fn new(name: &CStr, parent: Option<&Dir>) -> Self {
-        let parent = parent.map_or(null_mut(), |p| p.dentry);
-        // SAFETY: `name` is NUL-terminated and copied by debugfs; `parent`
-        // is NULL or a directory kept alive by the `&Dir` borrow. Errors
-        // come back as error pointers, which every debugfs function
-        // accepts and ignores.
-        let dentry = unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), parent) };
-        Self { dentry }
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        // SAFETY: removes what `new` created (an error pointer is ignored);
-        // files inside are removed with it, waiting for open readers.
-        unsafe { bindings::debugfs_remove(self.dentry) };
-    }
-}
-
-// SAFETY: debugfs functions may be called from any thread.
-unsafe impl Send for Dir {}
-// SAFETY: `&Dir` only lends the dentry as a parent, which is thread-safe.
-unsafe impl Sync for Dir {}
+/// The counters, shared by [`Counters`] and the debugfs files.
+type Values<const N: usize> = Arc<[AtomicU64; N]>;
 
 /// `N` named `u64` counters shown in their own debugfs directory.
 ///
-/// # Invariants
-///
-/// The files in `dir` point into `values`; `dir` (and thus the files) is
-/// removed in [`Counters::remove`] or in `drop`, before `values` is freed,
-/// and `values` never moves (the counters are pinned).
-#[pin_data(PinnedDrop)]
+/// Without debugfs (or if creating the directory fails) the counters count
+/// all the same, unseen.
+#[pin_data]
 pub(crate) struct Counters<const N: usize> {
-    values: [AtomicU64; N],
-    /// The directory, until it is removed.
+    values: Values<N>,
+    /// The directory and its files, until they are removed.
     #[pin]
-    dir: Mutex<Option<Dir>>,
+    dir: Mutex<Option<Pin<KBox<Scope<Values<N>>>>>>,
 }
 
 impl<const N: usize> Counters<N> {
@@ -68,32 +42,36 @@ impl<const N: usize> Counters<N> {
         name: &CStr,
         names: &'static [&'static CStr; N],
     ) -> impl PinInit<Self, Error> {
-        let dir = Dir::new(name, Some(parent));
+        // Creates the directory now, so the initialiser borrows nothing.
+        let (values, dir) = match Self::create(parent, name, names) {
+            Ok((values, dir)) => (Ok(values), Some(dir)),
+            Err(e) => (Err(e), None),
+        };
         try_pin_init!(Self {
-            values: [const { AtomicU64::new(0) }; N],
-            dir <- new_mutex!(Some(dir), "debugfs_counters_dir"),
+            values: values?,
+            dir <- new_mutex!(dir, "debugfs_counters_dir"),
         })
-        .pin_chain(move |this| {
-            let dir = this.dir.lock();
-            let Some(dir) = dir.as_ref() else {
-                return Ok(());
-            };
-            for (value, file) in this.values.iter().zip(names.iter()) {
-                // SAFETY: `file` is NUL-terminated; the value is a pinned
-                // u64 that outlives the file (type invariant); debugfs
-                // reads it without synchronisation, which is fine for a
-                // counter shown to a human.
-                unsafe {
-                    bindings::debugfs_create_u64(
-                        file.as_char_ptr(),
-                        0o444,
-                        dir.dentry,
-                        value.as_ptr(),
-                    )
-                };
+    }
+
+    /// The counters, and the directory `name` under `parent` with a file
+    /// for each.
+    fn create(
+        parent: &Dir,
+        name: &CStr,
+        names: &'static [&'static CStr; N],
+    ) -> Result<(Values<N>, Pin<KBox<Scope<Values<N>>>>)> {
+        let values = Arc::new([const { AtomicU64::new(0) }; N], GFP_KERNEL)?;
+        let files = parent.scope(values.clone(), name, move |values, dir| {
+            for (value, file) in values.iter().zip(names.iter()) {
+                dir.read_callback_file(file, value, &Self::show);
             }
-            Ok(())
-        })
+        });
+        Ok((values, KBox::pin_init(files, GFP_KERNEL)?))
+    }
+
+    /// A file's contents: the counter in decimal, then a newline.
+    fn show(value: &AtomicU64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", value.load(Ordering::Relaxed))
     }
 
     /// Adds `n` to counter `i` (ignored when out of range); wraps.
@@ -110,18 +88,10 @@ impl<const N: usize> Counters<N> {
         }
     }
 
-    /// Removes the directory and its files now (the counters keep
-    /// counting, unseen).
+    /// Removes the directory and its files now (waiting for readers in
+    /// them); the counters keep counting, unseen.
     pub(crate) fn remove(&self) {
         let dir = self.dir.lock().take();
         drop(dir);
-    }
-}
-
-#[pinned_drop]
-impl<const N: usize> PinnedDrop for Counters<N> {
-    fn drop(self: Pin<&mut Self>) {
-        // Removes the files before `values` goes away (type invariant).
-        self.remove();
     }
 }

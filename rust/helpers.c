@@ -26,7 +26,7 @@ void kapi_c_layout(struct kapi_c_layout *l)
 	l->mdev_driver_driver_offset = offsetof(struct mdev_driver, driver);
 }
 
-/* Copies out of / into a page the engine has pinned (highmem-safe). */
+/* Copies out of / into a pinned guest page (highmem-safe). */
 void kapi_page_read(struct page *page, size_t offset, void *dst, size_t len)
 {
 	memcpy_from_page(dst, page, offset, len);
@@ -45,7 +45,10 @@ void kapi_init_work(struct work_struct *work,
 	INIT_WORK(work, func);
 }
 
-/* Commands can run for milliseconds: use the unbound workqueue. */
+/*
+ * A device's work item may run for long (milliseconds): use the unbound
+ * workqueue, off the queuing CPU's concurrency management.
+ */
 bool kapi_queue_work(struct work_struct *work)
 {
 	return queue_work(system_dfl_wq, work);

@@ -8,18 +8,76 @@
 //! the parent's `struct mdev_type`s, registers them on creation and
 //! unregisters them on drop. The mdev core's callbacks (`probe`, `remove`,
 //! `get_available`, `show_description`) are delivered to a [`Driver`]
-//! implementation, which the registration also owns.
+//! implementation, which the registration also owns, as it owns the
+//! [`Parent`] device the types hang off.
 
-use super::{bindings, class::ClassDevice};
+use super::{bindings, device_ptr};
 use core::ptr::null_mut;
 use kernel::{
     error::{from_result, to_result},
     prelude::*,
+    sync::aref::ARef,
     types::{ForeignOwnable, Opaque},
 };
 
 /// Most types one parent can have.
 pub(crate) const MAX_TYPES: usize = 8;
+
+/// The device API of a driver's mdevs (`mdev_driver.device_api`, shown in
+/// each type's `device_api` attribute): which of the device interfaces of
+/// `include/uapi/linux/vfio.h` its VFIO devices present to user space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code, reason = "the uAPI's whole list; a driver uses one")]
+pub(crate) enum DeviceApi {
+    /// `VFIO_DEVICE_API_PCI_STRING` (`vfio-pci`).
+    Pci,
+    /// `VFIO_DEVICE_API_PLATFORM_STRING` (`vfio-platform`).
+    Platform,
+    /// `VFIO_DEVICE_API_AMBA_STRING` (`vfio-amba`).
+    Amba,
+    /// `VFIO_DEVICE_API_CCW_STRING` (`vfio-ccw`).
+    Ccw,
+    /// `VFIO_DEVICE_API_AP_STRING` (`vfio-ap`).
+    Ap,
+}
+
+impl DeviceApi {
+    /// The uAPI's NUL-terminated name of the API.
+    const fn name(self) -> &'static [u8] {
+        match self {
+            Self::Pci => bindings::VFIO_DEVICE_API_PCI_STRING,
+            Self::Platform => bindings::VFIO_DEVICE_API_PLATFORM_STRING,
+            Self::Amba => bindings::VFIO_DEVICE_API_AMBA_STRING,
+            Self::Ccw => bindings::VFIO_DEVICE_API_CCW_STRING,
+            Self::Ap => bindings::VFIO_DEVICE_API_AP_STRING,
+        }
+    }
+}
+
+/// A device that can be the parent of a [`Registration`]'s mdev types: the
+/// types' sysfs directories are created below it
+/// (`<device>/mdev_supported_types/<driver>-<type>`, where `<driver>` is
+/// the device's driver name or, for a class device without a driver, its
+/// class name).
+///
+/// The registration owns the value, shares it only as `&Self` while the
+/// parent is registered (never moves or mutably borrows it), and drops it
+/// after `mdev_unregister_parent()`; so the device that [`Parent::device`]
+/// borrows from `self` stays valid for as long as the mdev core uses it.
+/// It must be registered with the driver core (added to sysfs).
+pub(crate) trait Parent: Send + Sync + 'static {
+    /// The parent's driver-model device; the same one every call.
+    fn device(&self) -> &kernel::device::Device;
+}
+
+/// A counted reference to a device registered by someone else (e.g. the
+/// bus device a driver is bound to); the registration must be dropped
+/// before that device is unregistered (e.g. in the bus driver's `unbind`).
+impl Parent for ARef<kernel::device::Device> {
+    fn device(&self) -> &kernel::device::Device {
+        self
+    }
+}
 
 /// An mdev vendor driver.
 pub(crate) trait Driver: Send + Sync + Sized + 'static {
@@ -28,6 +86,9 @@ pub(crate) trait Driver: Send + Sync + Sized + 'static {
 
     /// Driver name (`/sys/bus/mdev/drivers/<NAME>`).
     const NAME: &'static CStr;
+
+    /// The device API of the driver's mdevs.
+    const DEVICE_API: DeviceApi;
 
     /// Number of types of the parent (at most [`MAX_TYPES`]); a type is
     /// identified by its index in the callbacks below.
@@ -80,15 +141,15 @@ impl MdevDevice {
     }
 }
 
-/// The registered mdev driver and parent of driver `T`.
+/// The registered mdev driver `T` and its parent, device `P`.
 ///
 /// # Invariants
 ///
 /// `driver` is registered with the mdev bus iff `driver_registered`, and
-/// `parent` with `types[..T::TYPE_COUNT]` iff `parent_registered` (both
-/// are, once the initialiser has succeeded).
+/// `parent` (on `parent_dev.device()`) with `types[..T::TYPE_COUNT]` iff
+/// `parent_registered` (both are, once the initialiser has succeeded).
 #[pin_data(PinnedDrop)]
-pub(crate) struct Registration<T: Driver> {
+pub(crate) struct Registration<T: Driver, P: Parent> {
     #[pin]
     driver: Opaque<bindings::mdev_driver>,
     #[pin]
@@ -102,24 +163,27 @@ pub(crate) struct Registration<T: Driver> {
     parent_registered: bool,
     #[pin]
     data: T,
-    // Dropped after the parent is unregistered (`PinnedDrop` runs first).
-    parent_dev: ClassDevice,
+    // Only shared, never moved; dropped after the parent is unregistered
+    // (`PinnedDrop` runs first).
+    #[pin]
+    parent_dev: P,
 }
 
 // SAFETY: the raw structures are only touched by the mdev core (which
-// serialises its own use) and by `Drop`; `T` is `Send`.
-unsafe impl<T: Driver> Send for Registration<T> {}
-// SAFETY: shared references only reach `data` (`T: Sync`) and the core's
-// structures, which are not mutated through `&Registration`.
-unsafe impl<T: Driver> Sync for Registration<T> {}
+// serialises its own use) and by `Drop`; `T` and `P` are `Send`.
+unsafe impl<T: Driver, P: Parent> Send for Registration<T, P> {}
+// SAFETY: shared references only reach `data` (`T: Sync`), `parent_dev`
+// (`P: Sync`) and the core's structures, which are not mutated through
+// `&Registration`.
+unsafe impl<T: Driver, P: Parent> Sync for Registration<T, P> {}
 
-impl<T: Driver> Registration<T> {
-    /// Registers driver `T` (owning `data`) and makes `parent` an mdev
-    /// parent with `T::TYPE_COUNT` types. The registration owns `parent` and releases
-    /// it (`parent_dev`) after unregistering.
+impl<T: Driver, P: Parent> Registration<T, P> {
+    /// Registers driver `T` (owning `data`) and makes `parent_dev` an mdev
+    /// parent with `T::TYPE_COUNT` types. The registration owns
+    /// `parent_dev` and drops it after unregistering.
     pub(crate) fn new(
         module: &'static ThisModule,
-        parent_dev: ClassDevice,
+        parent_dev: P,
         data: impl PinInit<T, Error>,
     ) -> impl PinInit<Self, Error> {
         build_assert!(T::TYPE_COUNT <= MAX_TYPES);
@@ -132,7 +196,7 @@ impl<T: Driver> Registration<T> {
                 // structure is zero (NULL pointers, no callbacks).
                 unsafe {
                     slot.write(bindings::mdev_driver {
-                        device_api: bindings::VFIO_DEVICE_API_PCI_STRING.as_ptr().cast(),
+                        device_api: T::DEVICE_API.name().as_ptr().cast(),
                         max_instances: 0,
                         probe: Some(Self::probe_callback),
                         remove: Some(Self::remove_callback),
@@ -172,13 +236,14 @@ impl<T: Driver> Registration<T> {
             to_result(unsafe { bindings::mdev_register_driver(this.driver.get()) })?;
             // INVARIANT: registered just now.
             this.driver_registered = true;
-            // SAFETY: `parent_dev` is a live device owned by `this`, the
-            // driver is registered, the mdev_parent and the types are pinned
-            // and outlive the registration (unregistered in `drop`).
+            // SAFETY: the device is live and registered while `parent_dev`
+            // is, which `this` owns until after unregistering (`Parent`);
+            // the driver is registered; the mdev_parent and the types are
+            // pinned and outlive the registration (unregistered in `drop`).
             let ret = to_result(unsafe {
                 bindings::mdev_register_parent(
                     this.parent.get(),
-                    this.parent_dev.as_raw(),
+                    device_ptr(this.parent_dev.device()),
                     this.driver.get(),
                     this.type_ptrs.as_mut_ptr(),
                     T::TYPE_COUNT as u32,
@@ -195,7 +260,7 @@ impl<T: Driver> Registration<T> {
 
     /// # Safety
     ///
-    /// `mtype` must be one of the types of a live `Registration<T>`.
+    /// `mtype` must be one of the types of a live `Registration<T, P>`.
     unsafe fn from_type<'a>(mtype: *mut bindings::mdev_type) -> (&'a Self, usize) {
         // SAFETY: the core sets `mtype->parent` to our `parent` field at
         // registration, and the registration is live (caller).
@@ -210,7 +275,7 @@ impl<T: Driver> Registration<T> {
     /// # Safety
     ///
     /// Only called by the mdev core, for an mdev or type of a live
-    /// `Registration<T>`.
+    /// `Registration<T, P>`.
     unsafe extern "C" fn probe_callback(mdev: *mut bindings::mdev_device) -> c_int {
         from_result(|| {
             // SAFETY: the mdev core calls probe with a live mdev whose type
@@ -229,7 +294,7 @@ impl<T: Driver> Registration<T> {
     /// # Safety
     ///
     /// Only called by the mdev core, for an mdev or type of a live
-    /// `Registration<T>`.
+    /// `Registration<T, P>`.
     unsafe extern "C" fn remove_callback(mdev: *mut bindings::mdev_device) {
         // SAFETY: as in `probe_callback`.
         let (this, _) = unsafe { Self::from_type((*mdev).type_) };
@@ -244,7 +309,7 @@ impl<T: Driver> Registration<T> {
     /// # Safety
     ///
     /// Only called by the mdev core, for an mdev or type of a live
-    /// `Registration<T>`.
+    /// `Registration<T, P>`.
     unsafe extern "C" fn get_available_callback(mtype: *mut bindings::mdev_type) -> c_uint {
         // SAFETY: the core passes one of our registered types.
         let (this, index) = unsafe { Self::from_type(mtype) };
@@ -254,7 +319,7 @@ impl<T: Driver> Registration<T> {
     /// # Safety
     ///
     /// Only called by the mdev core, for an mdev or type of a live
-    /// `Registration<T>`.
+    /// `Registration<T, P>`.
     unsafe extern "C" fn show_description_callback(
         mtype: *mut bindings::mdev_type,
         buf: *mut c_char,
@@ -270,7 +335,7 @@ impl<T: Driver> Registration<T> {
 }
 
 #[pinned_drop]
-impl<T: Driver> PinnedDrop for Registration<T> {
+impl<T: Driver, P: Parent> PinnedDrop for Registration<T, P> {
     fn drop(self: Pin<&mut Self>) {
         // The parent goes first (it removes every mdev, calling
         // `remove`), then the driver; each only if it was registered.

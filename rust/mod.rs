@@ -5,7 +5,8 @@
 //!
 //! Every raw pointer, C callback and bindgen type stays in here; the driver
 //! in `src/` uses only the safe types these modules export. Nothing here
-//! knows what a blitter is.
+//! knows which device the driver emulates: names, types and behaviour come
+//! from the driver, through the traits these modules declare.
 
 pub(crate) mod bindings;
 pub(crate) mod class;
@@ -18,6 +19,15 @@ pub(crate) mod mdev;
 pub(crate) mod vfio;
 
 use kernel::prelude::*;
+
+/// The C `struct device` behind `dev`, to hand to a C function that takes
+/// it (valid while `dev` is borrowed; `kernel::device::Device::as_raw` is
+/// private to the kernel crate).
+pub(crate) fn device_ptr(dev: &kernel::device::Device) -> *mut bindings::device {
+    // `kernel::device::Device` is a transparent wrapper of the C struct, so
+    // its address is the `struct device`'s.
+    core::ptr::from_ref(dev).cast_mut().cast()
+}
 
 /// Whether a log message that a user can provoke may be printed now: one
 /// shared rate limit (the kernel's default interval and burst) keeps any

@@ -11,6 +11,34 @@
 //! `file_operations`. [`Registration<T>`] is the driver's handle: it
 //! registers the device with the VFIO core and, on drop, unregisters it
 //! (waiting for every user to close it) and drops the driver's reference.
+//!
+//! Each device also has one work item for its driver ([`Ops::work`],
+//! queued by [`Device::queue_work`]): work the driver defers to process
+//! context, charged to the memory cgroup of the task that opened the
+//! device; closing the device waits for it, unregistering cancels it.
+//!
+//! Why not `kernel::workqueue` (7.3) for that work item: its `Work<T>` is
+//! queued by moving an owning pointer (`Arc<T>`, `Pin<KBox<T>>` or
+//! `ARef<T>`) into the queue, which `run` gets back. `Device<T>` is
+//! allocated and reference-counted by the VFIO core, so only `ARef` could
+//! apply (with `get_device()`/`put_device()`), and then a queued item holds
+//! a reference. But the kernel crate's `Work` has no `flush_work()` and no
+//! `cancel_work_sync()`, and the device needs both: close must wait for the
+//! last run before the opener's memory cgroup and the driver's per-open
+//! state go, and unregistering must cancel a queued run before the driver
+//! data and the module's code can go; a cancel would also have to hand the
+//! queued reference back, which no kernel-crate API does. So the work item
+//! is a raw `work_struct` (`INIT_WORK`, `queue_work()`, `flush_work()`,
+//! `cancel_work_sync()`), owned by the device and never outliving it.
+//!
+//! Why not `kernel::page` for pinned guest pages ([`PinnedPage`]):
+//! `BorrowedPage::from_raw()` could wrap the `struct page` that
+//! `vfio_pin_pages()` returns, but its `read_raw()`/`write_raw()` require
+//! that no write to the page races with the copy, and a guest page is user
+//! memory that the user may write at any time (the device emulates DMA
+//! into memory the CPU shares). The copies go through
+//! `memcpy_{from,to}_page()` in C instead. (`PAGE_SIZE` does come from
+//! `kernel::page`.)
 
 use super::{bindings, datafile::DataFile};
 use core::{
@@ -67,8 +95,11 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
     /// range must be unpinned before this returns.
     fn dma_unmap(_dev: &Device<Self>, _iova: u64, _length: u64) {}
 
-    /// The device's work item ran (see [`Device::queue_work`]); process
-    /// context, may sleep.
+    /// The device's work item ran (see [`Device::queue_work`]): process
+    /// context, may sleep; `__GFP_ACCOUNT` allocations are charged to the
+    /// memory cgroup of the task that opened the device. One run at a time;
+    /// closing the device waits for a run in progress, unregistering it
+    /// cancels a queued one.
     fn work(_dev: &Device<Self>) {}
 
     /// `VFIO_MIGRATION_*` flags; 0: the device does not migrate (v2).
@@ -191,11 +222,7 @@ impl<T: Ops> Device<T> {
             let log = T::HAS_LOG_START;
             assert!(log == T::HAS_LOG_STOP && log == T::HAS_LOG_READ_AND_CLEAR);
         }
-        // `kernel::device::Device` is a transparent wrapper of the C
-        // struct, so its address is the `struct device`'s.
-        let parent = core::ptr::from_ref(parent)
-            .cast_mut()
-            .cast::<bindings::device>();
+        let parent = super::device_ptr(parent);
         // SAFETY: the size covers `Device<T>`, whose first field is the
         // vfio_device; `parent` is a live device for the whole call (it is
         // borrowed), and once the VFIO device is registered below the

@@ -75,7 +75,7 @@ use crate::{
     irq,
     kapi::{
         datafile::DataFile,
-        debugfs::{Counters, Dir},
+        debugfs::Counters,
         vfio::{self, ioctl, uapi, Device, DeviceInfo, IovaBitmap, RegionInfo},
     },
     logic::{
@@ -94,6 +94,7 @@ use crate::{
     vram::Vram,
 };
 use kernel::{
+    debugfs::Dir,
     new_mutex,
     prelude::*,
     sync::Mutex,

@@ -60,7 +60,7 @@ module! {
 struct MblitModule {
     /// The mdev driver and parent (which owns the `mblit` class device).
     #[pin]
-    mdev: mdev::Registration<parent::Parent>,
+    mdev: mdev::Registration<parent::Parent, ClassDevice>,
 }
 
 impl kernel::InPlaceModule for MblitModule {

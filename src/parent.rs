@@ -8,10 +8,10 @@
 
 use crate::{
     device::MblitDevice,
-    kapi::{debugfs::Dir, mdev, vfio},
+    kapi::{mdev, vfio},
     logic::types::{self, Budget, TYPES},
 };
-use kernel::{new_mutex, prelude::*, sync::Mutex};
+use kernel::{debugfs::Dir, new_mutex, prelude::*, sync::Mutex};
 
 /// One created mdev: its registered VFIO device (unregistered when this
 /// is dropped) and its type.
@@ -37,7 +37,7 @@ impl Parent {
         try_pin_init!(Self {
             budget <- new_mutex!(Budget::new(budget_mib), "mblit_budget"),
             pin_budget,
-            debug_root: Dir::new(c"mblit", None),
+            debug_root: Dir::new(c"mblit"),
         })
     }
 }
@@ -46,6 +46,8 @@ impl mdev::Driver for Parent {
     type Device = Mdev;
 
     const NAME: &'static CStr = c"mblit";
+
+    const DEVICE_API: mdev::DeviceApi = mdev::DeviceApi::Pci;
 
     const TYPE_COUNT: usize = TYPES.len();
 

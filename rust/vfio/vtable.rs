@@ -28,6 +28,47 @@ macro_rules! optional_op {
     };
 }
 
+/// The shape of a C callback that returns an errno and, on success, its
+/// result through an out pointer: calls `f` and writes what it returns
+/// through `out` (0), or writes nothing (its error's errno).
+///
+/// # Safety
+///
+/// `out` must be valid for writes of a `V` for the duration of the call.
+unsafe fn out_param<V>(out: *mut V, f: impl FnOnce() -> Result<V>) -> c_int {
+    from_result(|| {
+        let value = f()?;
+        // SAFETY: valid for writes (caller); `write` neither reads nor
+        // drops what was there.
+        unsafe { out.write(value) };
+        Ok(0)
+    })
+}
+
+/// The shape of a C `read`/`write` callback at the file position
+/// `*ppos`: calls `f` with the position and advances it by the byte count
+/// `f` returns, which is also the callback's result (or its error's
+/// errno, leaving the position alone).
+///
+/// # Safety
+///
+/// `ppos` must be valid for reads and writes for the duration of the call.
+unsafe fn at_pos(ppos: *mut bindings::loff_t, f: impl FnOnce(u64) -> Result<usize>) -> isize {
+    from_result(|| {
+        // SAFETY: valid for reads (caller).
+        let pos = unsafe { *ppos };
+        let n = f(u64::try_from(pos).map_err(|_| EINVAL)?)?;
+        // The VFS checked that `pos + count` fits (rw_verify_area) and
+        // `n <= count`; a driver that reports more gets EINVAL, not an
+        // overflow.
+        let n = isize::try_from(n).map_err(|_| EINVAL)?;
+        let end = pos.checked_add(n as bindings::loff_t).ok_or(EINVAL)?;
+        // SAFETY: valid for writes (caller).
+        unsafe { *ppos = end };
+        Ok(n)
+    })
+}
+
 /// The ops tables of driver `T`.
 pub(super) struct VTable<T: Ops>(PhantomData<T>);
 
@@ -47,6 +88,20 @@ impl<T: Ops> VTable<T> {
         get_region_info_caps: Some(Self::get_region_info_caps),
         dma_unmap: Some(Self::dma_unmap),
         ..pin_init::zeroed()
+    };
+
+    /// Installed only if `T` implements the migration operations.
+    pub(super) const MIG_OPS: bindings::vfio_migration_ops = bindings::vfio_migration_ops {
+        migration_set_state: optional_op!(T::HAS_MIG_SET_STATE, Self::mig_set_state),
+        migration_get_state: optional_op!(T::HAS_MIG_GET_STATE, Self::mig_get_state),
+        migration_get_data_size: optional_op!(T::HAS_MIG_DATA_SIZE, Self::mig_get_data_size),
+    };
+
+    /// Installed only if `T` implements the DMA logging operations.
+    pub(super) const LOG_OPS: bindings::vfio_log_ops = bindings::vfio_log_ops {
+        log_start: optional_op!(T::HAS_LOG_START, Self::log_start),
+        log_stop: optional_op!(T::HAS_LOG_STOP, Self::log_stop),
+        log_read_and_clear: optional_op!(T::HAS_LOG_READ_AND_CLEAR, Self::log_read_and_clear),
     };
 
     /// # Safety
@@ -114,16 +169,9 @@ impl<T: Ops> VTable<T> {
     ) -> isize {
         // SAFETY: as in `open_device`.
         let dev = unsafe { Device::<T>::from_raw(vdev) };
-        from_result(|| {
-            // SAFETY: the core passes a valid position pointer.
-            let pos = u64::try_from(unsafe { *ppos }).map_err(|_| EINVAL)?;
-            let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
-            let n = T::read(dev, &mut out, pos)?;
-            // SAFETY: as above. No overflow: `n <= count`, and the VFS
-            // checked that `pos + count` fits (rw_verify_area).
-            unsafe { *ppos += n as bindings::loff_t };
-            Ok(n as isize)
-        })
+        let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
+        // SAFETY: the core passes a valid position pointer.
+        unsafe { at_pos(ppos, |pos| T::read(dev, &mut out, pos)) }
     }
 
     /// # Safety
@@ -138,16 +186,9 @@ impl<T: Ops> VTable<T> {
     ) -> isize {
         // SAFETY: as in `open_device`.
         let dev = unsafe { Device::<T>::from_raw(vdev) };
-        from_result(|| {
-            // SAFETY: the core passes a valid position pointer.
-            let pos = u64::try_from(unsafe { *ppos }).map_err(|_| EINVAL)?;
-            let mut input =
-                UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
-            let n = T::write(dev, &mut input, pos)?;
-            // SAFETY: as above.
-            unsafe { *ppos += n as bindings::loff_t };
-            Ok(n as isize)
-        })
+        let mut input = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
+        // SAFETY: the core passes a valid position pointer.
+        unsafe { at_pos(ppos, |pos| T::write(dev, &mut input, pos)) }
     }
 
     /// # Safety
@@ -211,13 +252,6 @@ impl<T: Ops> VTable<T> {
         })
     }
 
-    /// Installed only if `T` implements the migration operations.
-    pub(super) const MIG_OPS: bindings::vfio_migration_ops = bindings::vfio_migration_ops {
-        migration_set_state: optional_op!(T::HAS_MIG_SET_STATE, Self::mig_set_state),
-        migration_get_state: optional_op!(T::HAS_MIG_GET_STATE, Self::mig_get_state),
-        migration_get_data_size: optional_op!(T::HAS_MIG_DATA_SIZE, Self::mig_get_data_size),
-    };
-
     /// # Safety
     ///
     /// `vfio_migration_ops.migration_set_state`: `vdev` belongs to an
@@ -247,12 +281,8 @@ impl<T: Ops> VTable<T> {
     ) -> c_int {
         // SAFETY: as in `open_device`.
         let dev = unsafe { Device::<T>::from_raw(vdev) };
-        from_result(|| {
-            let s = T::mig_get_state(dev)?;
-            // SAFETY: the core passes a valid output pointer.
-            unsafe { *state = s };
-            Ok(0)
-        })
+        // SAFETY: the core passes a valid output pointer.
+        unsafe { out_param(state, || T::mig_get_state(dev)) }
     }
 
     /// # Safety
@@ -266,20 +296,9 @@ impl<T: Ops> VTable<T> {
     ) -> c_int {
         // SAFETY: as in `open_device`.
         let dev = unsafe { Device::<T>::from_raw(vdev) };
-        from_result(|| {
-            let n = T::mig_data_size(dev)?;
-            // SAFETY: the core passes a valid output pointer.
-            unsafe { *len = n as c_ulong };
-            Ok(0)
-        })
+        // SAFETY: the core passes a valid output pointer.
+        unsafe { out_param(len, || T::mig_data_size(dev).map(|n| n as c_ulong)) }
     }
-
-    /// Installed only if `T` implements the DMA logging operations.
-    pub(super) const LOG_OPS: bindings::vfio_log_ops = bindings::vfio_log_ops {
-        log_start: optional_op!(T::HAS_LOG_START, Self::log_start),
-        log_stop: optional_op!(T::HAS_LOG_STOP, Self::log_stop),
-        log_read_and_clear: optional_op!(T::HAS_LOG_READ_AND_CLEAR, Self::log_read_and_clear),
-    };
 
     /// # Safety
     ///
