@@ -74,10 +74,7 @@ macro_rules! code_enum {
             type Error = u8;
 
             fn try_from(code: u8) -> Result<Self, u8> {
-                match code {
-                    $( $value => Ok(Self::$variant), )*
-                    other => Err(other),
-                }
+                Self::ALL.into_iter().find(|v| v.code() == code).ok_or(code)
             }
         }
     };
