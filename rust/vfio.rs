@@ -15,7 +15,8 @@
 //! Each device also has one work item for its driver ([`Ops::work`],
 //! queued by [`Device::queue_work`]): work the driver defers to process
 //! context, charged to the memory cgroup of the task that opened the
-//! device; closing the device waits for it, unregistering cancels it.
+//! device; closing the device waits for it, unregistering disables it
+//! (a queued run is cancelled and nothing can queue it again).
 //!
 //! Why not `kernel::workqueue` (7.3) for that work item: its `Work<T>` is
 //! queued by moving an owning pointer (`Arc<T>`, `Pin<KBox<T>>` or
@@ -23,13 +24,14 @@
 //! allocated and reference-counted by the VFIO core, so only `ARef` could
 //! apply (with `get_device()`/`put_device()`), and then a queued item holds
 //! a reference. But the kernel crate's `Work` has no `flush_work()` and no
-//! `cancel_work_sync()`, and the device needs both: close must wait for the
+//! `disable_work_sync()`, and the device needs both: close must wait for the
 //! last run before the opener's memory cgroup and the driver's per-open
-//! state go, and unregistering must cancel a queued run before the driver
+//! state go, and unregistering must cancel a queued run, and keep it from
+//! being queued again through a reference a file still holds, before the driver
 //! data and the module's code can go; a cancel would also have to hand the
 //! queued reference back, which no kernel-crate API does. So the work item
 //! is a raw `work_struct` (`INIT_WORK`, `queue_work()`, `flush_work()`,
-//! `cancel_work_sync()`), owned by the device and never outliving it.
+//! `disable_work_sync()`), owned by the device and never outliving it.
 //!
 //! Why not `kernel::page` for pinned guest pages ([`PinnedPage`]):
 //! `BorrowedPage::from_raw()` could wrap the `struct page` that
@@ -72,7 +74,7 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
     fn close(_dev: &Device<Self>) {}
 
     /// The device was unregistered (every user has closed it; its work item
-    /// is cancelled). Files the driver handed out (e.g. a migration
+    /// is disabled). Files the driver handed out (e.g. a migration
     /// `data_fd`) may still hold the device's memory: free what they must
     /// not keep.
     fn removed(_dev: &Device<Self>) {}
@@ -99,7 +101,7 @@ pub(crate) trait Ops: Send + Sync + Sized + 'static {
     /// context, may sleep; `__GFP_ACCOUNT` allocations are charged to the
     /// memory cgroup of the task that opened the device. One run at a time;
     /// closing the device waits for a run in progress, unregistering it
-    /// cancels a queued one.
+    /// cancels a queued one and keeps it from being queued again.
     fn work(_dev: &Device<Self>) {}
 
     /// `VFIO_MIGRATION_*` flags; 0: the device does not migrate (v2).
@@ -237,7 +239,7 @@ impl<T: Ops> Device<T> {
             )
         })?;
         let this = raw.cast::<Device<T>>();
-        // SAFETY: `work` is ours to initialise; it is cancelled before the
+        // SAFETY: `work` is ours to initialise; it is disabled before the
         // device is freed (`Registration::drop`).
         unsafe { bindings::kapi_init_work((*this).work.get(), Some(VTable::<T>::work)) };
         // SAFETY: `this` is a zeroed allocation of `Device<T>` that nobody
@@ -288,10 +290,12 @@ impl<T: Ops> Device<T> {
     }
 
     /// Queues the device's work item (which calls [`Ops::work`]) unless it
-    /// is already queued. Returns whether it was queued now.
+    /// is already queued, or the device was unregistered (the item is
+    /// disabled then). Returns whether it was queued now.
     pub(crate) fn queue_work(&self) -> bool {
-        // SAFETY: `work` was initialised at registration and is cancelled
-        // before the device is freed.
+        // SAFETY: `work` was initialised at registration; it is disabled
+        // when the device is unregistered (so it is never queued again) and
+        // the device is freed only after that.
         unsafe { bindings::kapi_queue_work(self.work.get()) }
     }
 
@@ -483,11 +487,13 @@ impl<T: Ops> Drop for Registration<T> {
     fn drop(&mut self) {
         let raw = self.raw();
         // SAFETY: registered (type invariant). Unregistering waits until
-        // every user has closed the device; then nothing queues the work
-        // item any more, and it is cancelled.
+        // every user has closed the device; then the work item is disabled:
+        // a run still queued is cancelled, a running one waited for, and
+        // `queue_work` does nothing from now on, even through a reference a
+        // file still holds.
         unsafe {
             bindings::vfio_unregister_group_dev(raw);
-            bindings::cancel_work_sync(self.work.get());
+            bindings::disable_work_sync(self.work.get());
         }
         T::removed(self);
         // SAFETY: drops the registration's reference; `release` runs once

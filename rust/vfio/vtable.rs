@@ -368,10 +368,10 @@ impl<T: Ops> VTable<T> {
     ///
     /// The work function of a `Device<T>`'s `work` item (set by
     /// [`Device::register`]): `work` is that field of a registered device,
-    /// whose work item is cancelled before the device is freed.
+    /// whose work item is disabled before the device is freed.
     pub(super) unsafe extern "C" fn work(work: *mut bindings::work_struct) {
         // SAFETY: the work item is the `work` field of a registered
-        // `Device<T>` (only `register` initialises it, and it is cancelled
+        // `Device<T>` (only `register` initialises it, and it is disabled
         // before the device is freed).
         let dev = unsafe {
             &*kernel::container_of!(
