@@ -57,7 +57,9 @@ impl ClassDevice {
     }
 }
 
-impl Parent for ClassDevice {
+// SAFETY: `device` always returns `self.dev`, which `new` registered and
+// only `drop` unregisters (type invariants).
+unsafe impl Parent for ClassDevice {
     fn device(&self) -> &kernel::device::Device {
         // SAFETY: `dev` is registered, and so referenced, until `drop`
         // (type invariant), which the `&self` borrow excludes.

@@ -16,7 +16,6 @@ use core::ptr::null_mut;
 use kernel::{
     error::{from_result, to_result},
     prelude::*,
-    sync::aref::ARef,
     types::{ForeignOwnable, Opaque},
 };
 
@@ -62,21 +61,17 @@ impl DeviceApi {
 ///
 /// The registration owns the value, shares it only as `&Self` while the
 /// parent is registered (never moves or mutably borrows it), and drops it
-/// after `mdev_unregister_parent()`; so the device that [`Parent::device`]
-/// borrows from `self` stays valid for as long as the mdev core uses it.
-/// It must be registered with the driver core (added to sysfs).
-pub(crate) trait Parent: Send + Sync + 'static {
-    /// The parent's driver-model device; the same one every call.
+/// after `mdev_unregister_parent()`.
+///
+/// # Safety
+///
+/// [`Parent::device`] returns the same device on every call, and that
+/// device is registered with the driver core (added to sysfs) from before
+/// the first call until the value is dropped: the mdev core creates sysfs
+/// directories below it and removes them at `mdev_unregister_parent()`.
+pub(crate) unsafe trait Parent: Send + Sync + 'static {
+    /// The parent's driver-model device.
     fn device(&self) -> &kernel::device::Device;
-}
-
-/// A counted reference to a device registered by someone else (e.g. the
-/// bus device a driver is bound to); the registration must be dropped
-/// before that device is unregistered (e.g. in the bus driver's `unbind`).
-impl Parent for ARef<kernel::device::Device> {
-    fn device(&self) -> &kernel::device::Device {
-        self
-    }
 }
 
 /// An mdev vendor driver.
