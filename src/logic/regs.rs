@@ -72,6 +72,18 @@ uapi_consts! {
 /// (`since N`, default 1; [`RegInfo::since`]). Generates the constants,
 /// [`Reg`], [`REGS`] and the `UAPI` table of C names (the offsets as
 /// `MBLIT_REG_<NAME>`, the fields as `MBLIT_<FIELD>`).
+///
+/// Every register is saved in the device state. A new one goes where its
+/// offset sorts it, with `since <FORMAT_VERSION + 1>`
+/// (`state::FORMAT_VERSION`): that alone makes this build write the next
+/// format version, while records of the older versions still decode, with
+/// the new register at its reset value (docs/migration.md §1.8). Its
+/// `#define`s go into `include/uapi/linux/mblit.h`, with
+/// `MBLIT_STATE_FORMAT_VERSION` bumped to match (the host uAPI test
+/// compares the two); the new version's layout fingerprint goes into
+/// `state/tests.rs` and its golden fixtures come from `make golden`. A
+/// new register without `since` would change the layout of a version
+/// already released: the fingerprint test refuses it.
 macro_rules! registers {
     (
         $(
