@@ -11,7 +11,9 @@
  *   version 1                      state format version of the streams
  *   type mblit-1m                  mdev type; vram_size in bytes
  *   vram_size 1048576
- *   reg CTRL 0x1                   every BAR0 register, by name
+ *   reg CTRL 0x1                   every BAR0 register, by name (but
+ *                                  those newer than the version: they
+ *                                  are expected at their reset value)
  *   config 0000...                 the 256 config-space bytes, in hex
  *   errors 1                       debugfs "errors" (error stops)
  *   intx_masked 0                  the VFIO-level INTx mask
@@ -212,9 +214,15 @@ static inline int mb_golden_load(const char *path, struct mb_golden *g,
 	}
 	fclose(f);
 	for (i = 0; i < MB_GOLDEN_NREGS; i++) {
-		if (!g->have_reg[i]) {
-			snprintf(err, errlen, "%.100s: no register %s", path,
-				 mb_regs[i].name);
+		bool newer = mb_regs[i].since > g->version;
+
+		if (newer && !g->have_reg[i]) {
+			/* Not in states of this version: resumes at reset. */
+			g->regs[i] = mb_regs[i].reset;
+		} else if (newer || !g->have_reg[i]) {
+			snprintf(err, errlen, "%.100s: register %s %s", path,
+				 mb_regs[i].name,
+				 newer ? "is newer than the version" : "missing");
 			return -1;
 		}
 	}

@@ -14,6 +14,15 @@ struct mb_reg {
 	uint32_t off;
 	int w;			/* size in bytes: 4 or 8 */
 	const char *name;	/* as in docs/device.md */
+	/*
+	 * The state format version whose REGS section first carries the
+	 * register (regs::RegInfo::since; 0 stands for 1), and its reset
+	 * value: golden states of older versions do not describe it, and
+	 * it resumes from them at @reset.  Only a register added after
+	 * version 1 sets them.
+	 */
+	uint32_t since;
+	uint64_t reset;
 };
 
 static const struct mb_reg mb_regs[] = {

@@ -66,10 +66,24 @@ uapi_consts! {
 /// Declares the register map, each register once: its [`Reg`] variant,
 /// the `REG_<NAME>` offset constant, its width (`u32` or `u64`), its
 /// [`Kind`] with the bits a write can change, its reset value (default 0),
-/// access widths beyond the full width and aligned 4-byte halves, and its
-/// bit fields as `NAME = hi:lo` (each a mask constant). Generates the
-/// constants, [`Reg`], [`REGS`] and the `UAPI` table of C names (the
-/// offsets as `MBLIT_REG_<NAME>`, the fields as `MBLIT_<FIELD>`).
+/// access widths beyond the full width and aligned 4-byte halves, its
+/// bit fields as `NAME = hi:lo` (each a mask constant), and the state
+/// format version it joined the device state's REGS section in
+/// (`since N`, default 1; [`RegInfo::since`]). Generates the constants,
+/// [`Reg`], [`REGS`] and the `UAPI` table of C names (the offsets as
+/// `MBLIT_REG_<NAME>`, the fields as `MBLIT_<FIELD>`).
+///
+/// Every register is saved in the device state. A new one goes where its
+/// offset sorts it, with `since <FORMAT_VERSION + 1>`
+/// (`state::FORMAT_VERSION`): that alone makes this build write the next
+/// format version, while records of the older versions still decode, with
+/// the new register at its reset value (docs/migration.md §1.8). Its
+/// `#define`s go into `include/uapi/linux/mblit.h`, with
+/// `MBLIT_STATE_FORMAT_VERSION` bumped to match (the host uAPI test
+/// compares the two); the new version's layout fingerprint goes into
+/// `state/tests.rs` and its golden fixtures come from `make golden`. A
+/// new register without `since` would change the layout of a version
+/// already released: the fingerprint test refuses it.
 macro_rules! registers {
     (
         $(
@@ -80,7 +94,8 @@ macro_rules! registers {
                     $( $(#[$fdoc:meta])* $field:ident = $hi:literal : $lo:literal ),* $(,)?
                 })?
                 $(, reset $reset:expr)?
-                $(, widths $widths:expr)?;
+                $(, widths $widths:expr)?
+                $(, since $since:expr)?;
         )*
     ) => {
         $(
@@ -111,6 +126,7 @@ macro_rules! registers {
                     kind: Kind::$kind,
                     reset: 0 $(| ($reset))?,
                     write_mask: 0 $(| ($mask))?,
+                    since: since_or_1(&[$($since)?]),
                 },
             )*
         ];
@@ -141,6 +157,14 @@ const fn full_widths(size: usize) -> u8 {
         4 => W4,
         8 => W4 | W8,
         _ => panic!("a register is 4 or 8 bytes"),
+    }
+}
+
+/// A register's `since`: the one given, else 1.
+const fn since_or_1(given: &[u32]) -> u32 {
+    match given {
+        [since] => *since,
+        _ => 1,
     }
 }
 
@@ -308,12 +332,17 @@ pub struct RegInfo {
     pub reset: u64,
     /// Bits a write can change (set for RW, clear for W1C).
     pub write_mask: u64,
+    /// The device-state format version whose REGS section first carries
+    /// this register (docs/migration.md §1.8): records of older versions
+    /// lack it, and it decodes from them as [`reset`](Self::reset).
+    pub since: u32,
 }
 
 // The access rules of the map, checked at compile time: `REGS` lists every
 // variant once, in declaration order (so `REGS[reg as usize]` is `reg`'s
 // entry), sorted by offset without overlap, each register naturally
-// aligned inside BAR0; a read-only register has no writable bit.
+// aligned inside BAR0; a read-only register has no writable bit; every
+// register joined the state format in version 1 or later.
 #[allow(clippy::arithmetic_side_effects)]
 const _: () = {
     let mut i = 0;
@@ -323,6 +352,7 @@ const _: () = {
         assert!(r.offset.is_multiple_of(r.size as u32));
         assert!(r.offset + r.size as u32 <= BAR0_SIZE);
         assert!(!matches!(r.kind, Kind::Ro) || r.write_mask == 0);
+        assert!(r.since >= 1);
         if i > 0 {
             assert!(REGS[i - 1].offset + REGS[i - 1].size as u32 <= r.offset);
         }
@@ -572,6 +602,7 @@ mod tests {
             assert_eq!(r.offset % u32::from(r.size), 0, "{}", r.name);
             assert!(r.offset + u32::from(r.size) <= BAR0_SIZE);
             assert_ne!(r.widths & r.size, 0, "{} full width", r.name);
+            assert!(r.since >= 1, "{}", r.name);
             assert_eq!(r.widths & !0xf, 0);
             if r.size == 4 {
                 assert_eq!(r.reset >> 32, 0);

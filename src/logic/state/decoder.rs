@@ -5,12 +5,12 @@
 //! ([`decode_pages_chunk`]), each validated whole before anything is
 //! returned.
 
-use super::super::regs::REGS;
+use super::super::regs::RegInfo;
 use super::{
-    crc32, encoded_len, max_encoded_len, pages_chunk_len, validate, vram_pages, DeviceState,
-    StateError, CONFIG_LEN, DEVICE_MAGIC, ENGINE_LEN, FORMAT_VERSION, HEADER_LEN, IRQ_LEN,
-    OLDEST_VERSION, PAGE, PAGES_CHUNK_MAX, PAGES_MAGIC, PAGE_ENTRY_LEN, REGS_LEN, SECTIONS,
-    SECTION_CONFIG, SECTION_ENGINE, SECTION_IRQ, SECTION_REGS, SECTION_VRAM, TRAILER_LEN,
+    crc32, pages_chunk_len, regs_len, validate, vram_pages, DeviceState, Layout, StateError,
+    CONFIG_LEN, DEVICE_MAGIC, ENGINE_LEN, HEADER_LEN, IRQ_LEN, LAYOUT, PAGE, PAGES_CHUNK_MAX,
+    PAGES_MAGIC, PAGE_ENTRY_LEN, SECTIONS, SECTION_CONFIG, SECTION_ENGINE, SECTION_IRQ,
+    SECTION_REGS, SECTION_VRAM, TRAILER_LEN,
 };
 
 /// Reads consecutive bytes of a slice; running out is
@@ -121,27 +121,41 @@ pub struct RecordInfo {
 /// Checks the header at the start of `input` (at least [`HEADER_LEN`]
 /// bytes, else [`StateError::Truncated`]) for a device of `type_id` with
 /// `vram_size` bytes of device memory, and returns the record's kind and
-/// length, bounded by [`max_encoded_len`] (device records) or
+/// length, bounded by the largest device record of the header's version
+/// ([`max_encoded_len`](super::max_encoded_len) for this build's) or
 /// [`pages_chunk_len`]`(`[`PAGES_CHUNK_MAX`]`)` (pages records). For
 /// stream receivers: a record is complete once `len` bytes have arrived;
 /// the whole record is validated by [`decode`] or [`decode_pages_chunk`].
 pub fn peek_record(input: &[u8], type_id: u32, vram_size: u64) -> Result<RecordInfo, StateError> {
+    peek_record_in(&LAYOUT, input, type_id, vram_size)
+}
+
+/// [`peek_record`] for the records of `layout`.
+pub(super) fn peek_record_in(
+    layout: &Layout<'_>,
+    input: &[u8],
+    type_id: u32,
+    vram_size: u64,
+) -> Result<RecordInfo, StateError> {
     let h = parse_header(input)?;
     let kind = match h.magic {
         DEVICE_MAGIC => RecordKind::Device,
         PAGES_MAGIC => RecordKind::Pages,
         _ => return Err(StateError::BadMagic),
     };
-    check_common(&h, type_id, vram_size)?;
+    check_common(layout, &h, type_id, vram_size)?;
     let len = usize::try_from(h.total).map_err(|_| StateError::BadLength)?;
     match kind {
         RecordKind::Device => {
             if h.count != SECTIONS.len() as u32 {
                 return Err(StateError::BadSection);
             }
-            let pages_part = len.checked_sub(encoded_len(0));
+            // The version was checked: both are `Some`.
+            let fixed = layout.fixed_len(h.version);
+            let max = layout.max_len(h.version, vram_size);
+            let pages_part = fixed.and_then(|f| len.checked_sub(f));
             if !matches!(pages_part, Some(p) if p.is_multiple_of(PAGE_ENTRY_LEN))
-                || len > max_encoded_len(vram_size)
+                || !matches!(max, Some(m) if len <= m)
             {
                 return Err(StateError::BadLength);
             }
@@ -157,13 +171,13 @@ pub fn peek_record(input: &[u8], type_id: u32, vram_size: u64) -> Result<RecordI
 }
 
 /// Version, type and device-memory size of a header.
-fn check_common(h: &RawHeader, type_id: u32, vram_size: u64) -> Result<(), StateError> {
-    if h.version > FORMAT_VERSION {
-        return Err(StateError::NewerVersion(h.version));
-    }
-    if h.version < OLDEST_VERSION {
-        return Err(StateError::BadVersion);
-    }
+fn check_common(
+    layout: &Layout<'_>,
+    h: &RawHeader,
+    type_id: u32,
+    vram_size: u64,
+) -> Result<(), StateError> {
+    layout.check_version(h.version)?;
     if h.type_id != type_id {
         return Err(StateError::WrongType);
     }
@@ -185,17 +199,18 @@ fn chunk_count(h: &RawHeader, vram_size: u64) -> Result<usize, StateError> {
 /// Checks the header of `blob` (magic `magic`, version, type, size) and
 /// that its total length is exactly `blob`'s; returns the header and the
 /// body between header and trailer.
-fn check_header(
-    blob: &[u8],
+fn check_header<'b>(
+    layout: &Layout<'_>,
+    blob: &'b [u8],
     magic: u32,
     type_id: u32,
     vram_size: u64,
-) -> Result<(RawHeader, &[u8]), StateError> {
+) -> Result<(RawHeader, &'b [u8]), StateError> {
     let h = parse_header(blob)?;
     if h.magic != magic {
         return Err(StateError::BadMagic);
     }
-    check_common(&h, type_id, vram_size)?;
+    check_common(layout, &h, type_id, vram_size)?;
     let total = usize::try_from(h.total).map_err(|_| StateError::Truncated)?;
     if total > blob.len() {
         return Err(StateError::Truncated);
@@ -244,6 +259,32 @@ fn check_pages(entries: &[u8], vram_size: u64) -> Result<usize, StateError> {
     Ok(entries.len() / PAGE_ENTRY_LEN)
 }
 
+/// The register values of the REGS payload `payload` of a record of
+/// format `version`, for the register table `regs`: the registers with
+/// [`RegInfo::since`] at most `version` are in `payload`, one
+/// little-endian `u64` each in table order, and the others take their
+/// [`RegInfo::reset`]. A payload of any other length is
+/// [`StateError::BadLength`]. The values are not validated.
+pub(super) fn read_regs<const N: usize>(
+    regs: &[RegInfo; N],
+    version: u32,
+    payload: &[u8],
+) -> Result<[u64; N], StateError> {
+    if regs_len(regs, version) != Some(payload.len()) {
+        return Err(StateError::BadLength);
+    }
+    let mut values = [0u64; N];
+    let mut r = Reader { buf: payload };
+    for (v, info) in values.iter_mut().zip(regs.iter()) {
+        *v = if info.since <= version {
+            r.u64()?
+        } else {
+            info.reset
+        };
+    }
+    Ok(values)
+}
+
 /// The pages of validated page entries.
 fn iter_pages(entries: &[u8]) -> impl Iterator<Item = (u64, &[u8; PAGE])> + '_ {
     entries.chunks_exact(PAGE_ENTRY_LEN).filter_map(|e| {
@@ -285,14 +326,29 @@ impl<'a> Decoded<'a> {
 /// `blob.len()`), the five sections (ids, order, reserved fields,
 /// lengths), every page index (strictly increasing, below
 /// `vram_size / PAGE`), the values ([`validate`]), and the CRC32 trailer.
+///
+/// Every version from [`OLDEST_VERSION`](super::OLDEST_VERSION) to
+/// [`FORMAT_VERSION`](super::FORMAT_VERSION) is read: the REGS section of
+/// a record of version `v` carries the registers with `since` at most `v`,
+/// and the others are set to their reset values (`read_regs`).
 pub fn decode(blob: &[u8], type_id: u32, vram_size: u64) -> Result<Decoded<'_>, StateError> {
-    let (h, body) = check_header(blob, DEVICE_MAGIC, type_id, vram_size)?;
+    decode_in(&LAYOUT, blob, type_id, vram_size)
+}
+
+/// [`decode`] for the records of `layout`.
+pub(super) fn decode_in<'b>(
+    layout: &Layout<'_>,
+    blob: &'b [u8],
+    type_id: u32,
+    vram_size: u64,
+) -> Result<Decoded<'b>, StateError> {
+    let (h, body) = check_header(layout, blob, DEVICE_MAGIC, type_id, vram_size)?;
     if h.count != SECTIONS.len() as u32 {
         return Err(StateError::BadSection);
     }
     let mut r = Reader { buf: body };
     let config = r.fixed_section::<CONFIG_LEN>(SECTION_CONFIG)?;
-    let regs_raw = r.fixed_section::<REGS_LEN>(SECTION_REGS)?;
+    let regs = read_regs(layout.regs(), h.version, r.section(SECTION_REGS)?)?;
     let engine = r.fixed_section::<ENGINE_LEN>(SECTION_ENGINE)?;
     let irq = r.fixed_section::<IRQ_LEN>(SECTION_IRQ)?;
     let vram = r.section(SECTION_VRAM)?;
@@ -306,12 +362,6 @@ pub fn decode(blob: &[u8], type_id: u32, vram_size: u64) -> Result<Decoded<'_>, 
     let npages = check_pages(entries, vram_size)?;
     if u64::try_from(npages).ok() != Some(count) {
         return Err(StateError::BadLength);
-    }
-
-    let mut regs = [0u64; REGS.len()];
-    let mut rr = Reader { buf: regs_raw };
-    for v in regs.iter_mut() {
-        *v = rr.u64()?;
     }
 
     let [ring_valid, error, e_rsvd @ .., e0, e1, e2, e3, e4, e5, e6, e7] = *engine;
@@ -369,7 +419,7 @@ pub fn decode_pages_chunk(
     type_id: u32,
     vram_size: u64,
 ) -> Result<PagesChunk<'_>, StateError> {
-    let (h, entries) = check_header(blob, PAGES_MAGIC, type_id, vram_size)?;
+    let (h, entries) = check_header(&LAYOUT, blob, PAGES_MAGIC, type_id, vram_size)?;
     let n = chunk_count(&h, vram_size)?;
     if blob.len() != pages_chunk_len(n) {
         return Err(StateError::BadLength);

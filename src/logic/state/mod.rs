@@ -39,7 +39,7 @@ pub use encoder::{encode, encode_pages_chunk};
 use super::config_space::{self, ConfigSpace, CONFIG_SIZE};
 use super::desc::Ring;
 use super::regs::{
-    ErrorCode, Kind, Reg, RegFile, CTRL_ENABLE, REGS, STATUS_BUSY, STATUS_ERROR,
+    ErrorCode, Kind, Reg, RegFile, RegInfo, CTRL_ENABLE, REGS, STATUS_BUSY, STATUS_ERROR,
     STATUS_ERR_CODE_MASK, STATUS_ERR_CODE_SHIFT,
 };
 
@@ -48,17 +48,67 @@ pub const PAGE: usize = 4096;
 /// [`PAGE`] as a `u64`: a non-zero constant divisor.
 const PAGE_U64: u64 = PAGE as u64;
 
-/// Format version of both record kinds, the version this build writes.
-/// Any change of layout or meaning is a new version (docs/migration.md
-/// §1.8). The magic and version words at offsets 0 and 4 of the header
-/// stay where they are in every version, so that any build can tell which
-/// version a record has.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version of everything but the register list: bump it for
+/// any change of layout or meaning other than a new register
+/// (docs/migration.md §1.8). A new register bumps [`FORMAT_VERSION`]
+/// through its `since` instead (`regs.rs`), with no change here.
+pub const SECTIONS_VERSION: u32 = 1;
 
-/// The oldest format version this build still reads. A build that bumps
-/// [`FORMAT_VERSION`] keeps a decoder for every version from this one on,
-/// and the golden streams of each (`selftests/golden/`) keep passing.
+/// Format version of both record kinds, the version this build writes:
+/// the larger of [`SECTIONS_VERSION`] and the newest register's
+/// [`RegInfo::since`]. Any change of layout or meaning is a new version
+/// (docs/migration.md §1.8). The magic and version words at offsets 0 and
+/// 4 of the header stay where they are in every version, so that any build
+/// can tell which version a record has.
+pub const FORMAT_VERSION: u32 = format_version(SECTIONS_VERSION, &REGS);
+
+/// The oldest format version this build still reads. A build reads every
+/// version from this one to [`FORMAT_VERSION`], and the golden streams of
+/// each (`selftests/golden/`) keep passing.
 pub const OLDEST_VERSION: u32 = 1;
+
+// The decoder reads the versions from SECTIONS_VERSION on, which differ
+// only in their registers ([`Layout`]). A build that bumps
+// SECTIONS_VERSION and still reads older versions gives those their own
+// decoder, selected by the header's version, and replaces this check.
+const _: () = assert!(OLDEST_VERSION >= SECTIONS_VERSION && SECTIONS_VERSION >= 1);
+
+/// The format version of a build whose layout apart from registers is
+/// version `sections` and whose registers are `regs`: the larger of
+/// `sections` and the highest [`RegInfo::since`] in `regs`.
+pub const fn format_version(sections: u32, regs: &[RegInfo]) -> u32 {
+    let mut newest = sections;
+    let mut rest = regs;
+    while let [r, tail @ ..] = rest {
+        if r.since > newest {
+            newest = r.since;
+        }
+        rest = tail;
+    }
+    newest
+}
+
+/// How many of `regs` a record of format `version` carries in its REGS
+/// section: those with [`RegInfo::since`] at most `version`.
+pub const fn regs_in_version(regs: &[RegInfo], version: u32) -> usize {
+    let mut n = 0usize;
+    let mut rest = regs;
+    while let [r, tail @ ..] = rest {
+        if r.since <= version {
+            // At most `regs.len()`: no overflow.
+            n = n.saturating_add(1);
+        }
+        rest = tail;
+    }
+    n
+}
+
+/// Payload length of the REGS section of a record of format `version`
+/// with registers `regs`: one `u64` per register it carries (`None` if
+/// that does not fit in `usize`).
+pub const fn regs_len(regs: &[RegInfo], version: u32) -> Option<usize> {
+    regs_in_version(regs, version).checked_mul(8)
+}
 
 /// Magic of a device record: the bytes `"MBSV"`. (The DEVICE_STATE region
 /// header's magic is `"MBST"`; the two are deliberately different.)
@@ -97,8 +147,9 @@ pub const SECTIONS: [u32; 5] = [
 
 /// Payload length of the CONFIG section.
 pub const CONFIG_LEN: usize = CONFIG_SIZE as usize;
-/// Payload length of the REGS section: one `u64` per register of
-/// [`REGS`], in that order.
+/// Payload length of the REGS section of a [`FORMAT_VERSION`] record: one
+/// `u64` per register of [`REGS`], in that order. (A record of an older
+/// version carries only the registers of its version: [`regs_len`].)
 pub const REGS_LEN: usize = REGS.len() * 8;
 /// Payload length of the ENGINE section.
 pub const ENGINE_LEN: usize = 16;
@@ -110,15 +161,106 @@ pub const IRQ_LEN: usize = 8;
 /// per pages record.
 pub const PAGES_CHUNK_MAX: usize = 256;
 
-/// Length of a device record without pages.
-const DEVICE_FIXED_LEN: usize = HEADER_LEN
+/// Length of a device record without pages and without the REGS
+/// payload, the same in every version [`Layout`] reads.
+const DEVICE_BASE_LEN: usize = HEADER_LEN
     + SECTIONS.len() * SECTION_HEADER_LEN
     + CONFIG_LEN
-    + REGS_LEN
     + ENGINE_LEN
     + IRQ_LEN
     + 8 // VRAM page count
     + TRAILER_LEN;
+
+/// Length of a [`FORMAT_VERSION`] device record without pages.
+const DEVICE_FIXED_LEN: usize = DEVICE_BASE_LEN + REGS_LEN;
+
+/// The layout of device records as a function of their version, for the
+/// versions from [`SECTIONS_VERSION`] on, which differ only in the
+/// registers their REGS section carries: a record of version `v` holds,
+/// in table order, the registers with [`RegInfo::since`] at most `v`;
+/// the others decode as their [`RegInfo::reset`]. The decoders use this
+/// build's, [`LAYOUT`]; the unit tests also use synthetic register tables.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Layout<'t> {
+    regs: &'t [RegInfo; REGS.len()],
+    newest: u32,
+}
+
+/// This build's [`Layout`]: [`REGS`], newest version [`FORMAT_VERSION`].
+pub(super) const LAYOUT: Layout<'static> = Layout::new(&REGS);
+
+// This build writes every register; the layout it writes is the one it
+// reads as FORMAT_VERSION.
+const _: () = {
+    assert!(LAYOUT.newest == FORMAT_VERSION);
+    assert!(regs_in_version(&REGS, FORMAT_VERSION) == REGS.len());
+    assert!(matches!(
+        LAYOUT.fixed_len(FORMAT_VERSION),
+        Some(DEVICE_FIXED_LEN)
+    ));
+};
+
+impl<'t> Layout<'t> {
+    /// The layout of a build with registers `regs`.
+    pub(super) const fn new(regs: &'t [RegInfo; REGS.len()]) -> Self {
+        Self {
+            regs,
+            newest: format_version(SECTIONS_VERSION, regs),
+        }
+    }
+
+    /// The register table.
+    pub(super) const fn regs(&self) -> &'t [RegInfo; REGS.len()] {
+        self.regs
+    }
+
+    /// `version` is one this layout reads: from [`OLDEST_VERSION`] to its
+    /// newest version.
+    pub(super) const fn check_version(&self, version: u32) -> Result<(), StateError> {
+        if version > self.newest {
+            return Err(StateError::NewerVersion(version));
+        }
+        if version < OLDEST_VERSION {
+            return Err(StateError::BadVersion);
+        }
+        Ok(())
+    }
+
+    /// Length of a device record of `version` without pages (`None` for a
+    /// version this layout does not read).
+    pub(super) const fn fixed_len(&self, version: u32) -> Option<usize> {
+        if self.check_version(version).is_err() {
+            return None;
+        }
+        match regs_len(self.regs, version) {
+            Some(r) => r.checked_add(DEVICE_BASE_LEN),
+            None => None,
+        }
+    }
+
+    /// Length of a device record of `version` with `npages` pages (`None`
+    /// for a version this layout does not read, or if it does not fit in
+    /// `usize`).
+    pub(super) fn record_len(&self, version: u32, npages: usize) -> Option<usize> {
+        npages
+            .checked_mul(PAGE_ENTRY_LEN)?
+            .checked_add(self.fixed_len(version)?)
+    }
+
+    /// The largest device record of `version` of a device with
+    /// `vram_size` bytes of device memory (every page present), as
+    /// [`max_encoded_len`] for [`FORMAT_VERSION`]: `usize::MAX` if it does
+    /// not fit, `None` for a version this layout does not read.
+    pub(super) fn max_len(&self, version: u32, vram_size: u64) -> Option<usize> {
+        self.fixed_len(version)?;
+        Some(
+            usize::try_from(vram_pages(vram_size))
+                .ok()
+                .and_then(|n| self.record_len(version, n))
+                .unwrap_or(usize::MAX),
+        )
+    }
+}
 
 /// Why a record could not be encoded or decoded. A receiver answers
 /// [`StateError::NewerVersion`] with `EPROTONOSUPPORT` and every other
@@ -245,8 +387,9 @@ fn fresh_config(type_id: u32, vram_size: u64) -> ConfigSpace {
 // ---------------------------------------------------------------------------
 // Lengths
 
-/// Bytes a device record with `npages` device-memory pages takes
-/// (`usize::MAX` if that does not fit in `usize`).
+/// Bytes a device record with `npages` device-memory pages takes, as this
+/// build writes it ([`FORMAT_VERSION`], every register) (`usize::MAX` if
+/// that does not fit in `usize`).
 pub fn encoded_len(npages: usize) -> usize {
     npages
         .checked_mul(PAGE_ENTRY_LEN)
@@ -262,7 +405,8 @@ pub fn vram_pages(vram_size: u64) -> u64 {
 
 /// The largest device record of a device with `vram_size` bytes of device
 /// memory (every page present): the bound for the DEVICE_STATE region's
-/// state area. `usize::MAX` if it does not fit.
+/// state area. `usize::MAX` if it does not fit. Records of older versions
+/// are no longer ([`FORMAT_VERSION`] carries every register).
 pub fn max_encoded_len(vram_size: u64) -> usize {
     usize::try_from(vram_pages(vram_size)).map_or(usize::MAX, encoded_len)
 }

@@ -8,6 +8,7 @@ use super::super::regs::{
     ERR_BAD_OPCODE, ERR_RING_CONFIG, INT_ERROR, INT_FENCE, STATUS_BUSY, STATUS_ERROR,
 };
 use super::crc::CRC_TABLES;
+use super::decoder::{decode_in, peek_record_in, read_regs};
 use super::*;
 use std::{vec, vec::Vec};
 
@@ -752,6 +753,262 @@ fn engine_and_irq_errors() {
     assert!(!s.intx_masked);
     let s = tampered(&b, |v| put64(v, OFF_ENGINE + 24, u64::MAX)).unwrap();
     assert_eq!(s.errors, u64::MAX);
+}
+
+// ---- Versions that differ in their registers
+
+/// A hand-made register table: `A` and `C` joined in version 1, `B`
+/// (between them, reset value 0xb0b0) in version 2.
+fn three_regs() -> [RegInfo; 3] {
+    let base = *Reg::Scratch0.info();
+    [
+        RegInfo {
+            reg: Reg::Scratch0,
+            name: "A",
+            reset: 0x11,
+            ..base
+        },
+        RegInfo {
+            reg: Reg::Scratch1,
+            name: "B",
+            reset: 0xb0b0,
+            since: 2,
+            ..base
+        },
+        RegInfo {
+            reg: Reg::Scratch2,
+            name: "C",
+            ..base
+        },
+    ]
+}
+
+fn le(values: &[u64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[test]
+fn format_version_follows_the_registers() {
+    let t = three_regs();
+    assert_eq!(format_version(1, &t), 2);
+    assert_eq!(format_version(2, &t), 2);
+    assert_eq!(format_version(3, &t), 3);
+    assert_eq!(format_version(1, &t[..1]), 1);
+    assert_eq!(format_version(1, &[t[2], t[1], t[0]]), 2);
+    assert_eq!(format_version(4, &[]), 4);
+    assert_eq!(format_version(SECTIONS_VERSION, &REGS), FORMAT_VERSION);
+    for r in &REGS {
+        assert!((1..=FORMAT_VERSION).contains(&r.since), "{}", r.name);
+    }
+    assert_eq!(regs_in_version(&REGS, FORMAT_VERSION), REGS.len());
+    assert_eq!(regs_len(&REGS, FORMAT_VERSION), Some(REGS_LEN));
+    assert_eq!(
+        super::super::region::STATE_FORMAT_VERSION,
+        FORMAT_VERSION,
+        "the region header reports the version this build writes"
+    );
+}
+
+#[test]
+fn registers_of_each_version_in_a_synthetic_table() {
+    use StateError::BadLength;
+    let t = three_regs();
+    let counts: Vec<usize> = (0..4).map(|v| regs_in_version(&t, v)).collect();
+    assert_eq!(counts, [0, 2, 3, 3]);
+    assert_eq!(regs_len(&t, 1), Some(16));
+    assert_eq!(regs_len(&t, 2), Some(24));
+    // Version 1 lacks B: it takes its reset value, C is the second word.
+    let (a, b, c) = (0x0a0a_0a0a_0a0a_0a0a, u64::MAX, 0xc);
+    assert_eq!(read_regs(&t, 1, &le(&[a, c])), Ok([a, 0xb0b0, c]));
+    assert_eq!(read_regs(&t, 2, &le(&[a, b, c])), Ok([a, b, c]));
+    assert_eq!(read_regs(&t, 3, &le(&[a, b, c])), Ok([a, b, c]));
+    // A version-2 payload read as version 1 and the other way round, and
+    // every other wrong length.
+    assert_eq!(read_regs(&t, 1, &le(&[a, b, c])), Err(BadLength));
+    assert_eq!(read_regs(&t, 2, &le(&[a, c])), Err(BadLength));
+    let long = le(&[a, b, c, a]);
+    for (version, good) in [(1u32, 16usize), (2, 24)] {
+        for len in 0..=long.len() {
+            let r = read_regs(&t, version, &long[..len]);
+            assert_eq!(r.is_ok(), len == good, "version {version} length {len}");
+            if len != good {
+                assert_eq!(r, Err(BadLength));
+            }
+        }
+    }
+    // Version 0 carries no register: everything at reset.
+    assert_eq!(read_regs(&t, 0, &[]), Ok([0x11, 0xb0b0, 0]));
+    // This build's table at its own version: every register, in order.
+    let values: Vec<u64> = (0..REGS.len() as u64).map(|k| k * 0x0101).collect();
+    let got = read_regs(&REGS, FORMAT_VERSION, &le(&values)).unwrap();
+    assert_eq!(got[..], values[..]);
+}
+
+#[test]
+fn layout_lengths_of_each_version() {
+    assert_eq!(LAYOUT.fixed_len(FORMAT_VERSION), Some(encoded_len(0)));
+    assert_eq!(LAYOUT.fixed_len(OLDEST_VERSION - 1), None);
+    assert_eq!(LAYOUT.fixed_len(FORMAT_VERSION + 1), None);
+    assert_eq!(LAYOUT.fixed_len(u32::MAX), None);
+    for n in [0, 1, 256, usize::MAX / PAGE_ENTRY_LEN, usize::MAX] {
+        let want = Some(encoded_len(n)).filter(|&l| l != usize::MAX);
+        assert_eq!(LAYOUT.record_len(FORMAT_VERSION, n), want, "{n}");
+    }
+    for vram in [0, 1, VRAM, 256 << 20, u64::MAX] {
+        assert_eq!(
+            LAYOUT.max_len(FORMAT_VERSION, vram),
+            Some(max_encoded_len(vram))
+        );
+        assert_eq!(LAYOUT.max_len(FORMAT_VERSION + 1, vram), None);
+    }
+    // One more register, in the next version: that version's records are
+    // 8 bytes longer, the older ones keep their length.
+    let mut table = REGS;
+    table[Reg::ErrAddr as usize].since = FORMAT_VERSION + 1;
+    let l = Layout::new(&table);
+    assert_eq!(l.fixed_len(FORMAT_VERSION), Some(encoded_len(0) - 8));
+    assert_eq!(l.fixed_len(FORMAT_VERSION + 1), Some(encoded_len(0)));
+    assert_eq!(l.fixed_len(FORMAT_VERSION + 2), None);
+    assert_eq!(
+        l.max_len(FORMAT_VERSION, VRAM),
+        Some(max_encoded_len(VRAM) - 8)
+    );
+    assert_eq!(l.check_version(FORMAT_VERSION + 1), Ok(()));
+    assert_eq!(
+        l.check_version(FORMAT_VERSION + 2),
+        Err(StateError::NewerVersion(FORMAT_VERSION + 2))
+    );
+    assert_eq!(l.check_version(0), Err(StateError::BadVersion));
+}
+
+/// `b` (a record this build wrote: every register) as a record of
+/// `version` without register `skip`: its 8 bytes cut out of the REGS
+/// section, the lengths fixed, the CRC resealed.
+fn as_version(b: &[u8], version: u32, skip: Option<Reg>) -> Vec<u8> {
+    let mut v = b.to_vec();
+    put32(&mut v, 4, version);
+    if let Some(reg) = skip {
+        let at = reg_off(reg);
+        v.drain(at..at + 8);
+        put64(&mut v, OFF_REGS + 8, (REGS_LEN - 8) as u64);
+        let total = v.len() as u64;
+        put64(&mut v, 24, total);
+    }
+    reseal(&mut v);
+    v
+}
+
+/// What becomes of a register that joins the format after this build's
+/// version, simulated with this build's table and one register moved to
+/// the next version: records of this version (without it) still decode,
+/// the register at its reset value; records of the next version carry it.
+#[test]
+fn a_newer_register_decodes_from_older_records_at_its_reset_value() {
+    use StateError::*;
+    let (old, next) = (FORMAT_VERSION, FORMAT_VERSION + 1);
+    let mut s = busy_state();
+    s.regs[Reg::Scratch3 as usize] = 0x5ca1_ab1e;
+    s.regs[Reg::ErrAddr as usize] = 0xe000;
+    let p = pages(&[2, 9]);
+    let b = enc(&s, &p);
+    // The first and the last register, one in the middle, and two that
+    // must equal their reset value.
+    for reg in [Reg::Id, Reg::Version, Reg::ErrAddr, Reg::Scratch3] {
+        let mut table = REGS;
+        table[reg as usize].since = next;
+        let layout = Layout::new(&table);
+        let dec_in = |v: &[u8]| {
+            decode_in(&layout, v, TYPE, VRAM)
+                .map(|d| (d.state, d.pages().map(|(i, p)| (i, *p)).collect::<Vec<_>>()))
+        };
+        let peek = |v: &[u8]| peek_record_in(&layout, v, TYPE, VRAM);
+        let device = |len: usize| {
+            Ok(RecordInfo {
+                kind: RecordKind::Device,
+                len,
+            })
+        };
+
+        // The next version carries every register.
+        let full = as_version(&b, next, None);
+        assert_eq!(dec_in(&full), Ok((s, p.clone())), "{reg:?}");
+        assert_eq!(peek(&full), device(full.len()));
+        // The older version lacks `reg`: it decodes as its reset value.
+        let short = as_version(&b, old, Some(reg));
+        assert_eq!(short.len(), b.len() - 8);
+        let mut want = s;
+        want.regs[reg as usize] = REGS[reg as usize].reset;
+        assert_eq!(dec_in(&short), Ok((want, p.clone())), "{reg:?}");
+        assert_eq!(peek(&short), device(short.len()));
+        // Each length belongs to its version only.
+        for v in [as_version(&b, old, None), as_version(&b, next, Some(reg))] {
+            assert_eq!(dec_in(&v), Err(BadLength), "{reg:?}");
+            assert_eq!(peek(&v), Err(BadLength), "{reg:?}");
+        }
+        assert_eq!(
+            dec_in(&as_version(&b, next + 1, None)),
+            Err(NewerVersion(next + 1))
+        );
+        // This build reads neither of the simulated records.
+        assert_eq!(dec(&short), Err(BadLength));
+        assert_eq!(dec(&full), Err(NewerVersion(next)));
+
+        // The length bounds of the older version, header only.
+        let max = layout.max_len(old, VRAM).unwrap();
+        assert_eq!(max, max_encoded_len(VRAM) - 8);
+        let mut h = short[..HEADER_LEN].to_vec();
+        for (total, ok) in [
+            (max, true),
+            (max + PAGE_ENTRY_LEN, false),
+            (max_encoded_len(VRAM), false),
+            (short.len() + 8, false),
+            (encoded_len(0) - 8, true),
+            (encoded_len(0) - 9, false),
+        ] {
+            put64(&mut h, 24, total as u64);
+            let r = peek(&h);
+            assert_eq!(r.is_ok(), ok, "{reg:?} total {total}");
+            if !ok {
+                assert_eq!(r, Err(BadLength));
+            }
+        }
+    }
+
+    // The values filled in are validated like the others: a reset value
+    // no device can have is refused.
+    let mut table = REGS;
+    table[Reg::Version as usize].since = next;
+    table[Reg::Version as usize].reset = 0x0002_0000;
+    let layout = Layout::new(&table);
+    let short = as_version(&b, old, Some(Reg::Version));
+    assert_eq!(
+        decode_in(&layout, &short, TYPE, VRAM).map(|d| d.state),
+        Err(BadRegister)
+    );
+}
+
+#[test]
+fn older_version_records_refuse_every_truncation_and_flipped_bit() {
+    let next = FORMAT_VERSION + 1;
+    let mut table = REGS;
+    table[Reg::Scratch1 as usize].since = next;
+    let layout = Layout::new(&table);
+    let short = as_version(
+        &enc(&busy_state(), &[]),
+        FORMAT_VERSION,
+        Some(Reg::Scratch1),
+    );
+    let d = |v: &[u8]| decode_in(&layout, v, TYPE, VRAM).map(|d| d.state);
+    assert!(d(&short).is_ok());
+    for len in 0..short.len() {
+        assert_eq!(d(&short[..len]), Err(StateError::Truncated), "len {len}");
+    }
+    let mut v = short.clone();
+    for bit in 0..v.len() * 8 {
+        v[bit / 8] ^= 1 << (bit % 8);
+        assert!(d(&v).is_err(), "bit {bit} accepted");
+        v[bit / 8] ^= 1 << (bit % 8);
+    }
 }
 
 // ---- Pages records and v2 streams
