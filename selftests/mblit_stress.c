@@ -75,7 +75,9 @@
  *                                      file: exactly EBADF
  *   data_fd write                      EINVAL, EPROTONOSUPPORT (a damaged
  *                                      version), ENODEV, ENOMEM (and EFAULT if
- *                                      the first byte faults); otherwise
+ *                                      the first byte faults, but exactly
+ *                                      EINVAL once the stream is poisoned
+ *                                      or complete); otherwise
  *                                      the whole count, or exactly the bytes
  *                                      before a fault; ended file: ENODEV
  *                                      (EFAULT if the first byte faults);
@@ -5119,12 +5121,17 @@ static void fz_data_write(struct fuzz *z, struct fdev *F)
 			fexpect(z, F_DATA_WRITE, ret, ENODEV, "write of an ended data_fd");
 		return;
 	}
-	if (!lim)
-		want = EFAULT;
-	else if (F->rs_bad == 2)
+	/*
+	 * A stream that refuses every write refuses it before it reads the
+	 * buffer (docs/migration.md §3.2): EINVAL even if the first byte
+	 * faults.
+	 */
+	if (F->rs_bad == 2)
 		want = EINVAL;		/* poisoned */
 	else if (src && !rest && !F->rs_bad)
 		want = EINVAL;		/* after the device record */
+	else if (!lim)
+		want = EFAULT;
 	else if (variant == 0 && !F->rs_bad)
 		want = 0;
 	else
